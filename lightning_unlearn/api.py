@@ -1,0 +1,93 @@
+"""One-call entry points: train a classifier, unlearn with a method by name."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from torch import nn
+
+from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.registry import get_method
+from lightning_unlearn.models.classifier import Classifier
+from lightning_unlearn.models.networks import ModelName
+
+
+def make_trainer(max_epochs: int, callbacks: list[Callback] | None = None, **trainer_kwargs: Any) -> Trainer:
+    """A quiet Trainer for programmatic use (no logger, checkpoints, progress bar or summary by default)."""
+    defaults: dict[str, Any] = {
+        "accelerator": "auto",
+        "devices": 1,
+        "logger": False,
+        "enable_checkpointing": False,
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+        "num_sanity_val_steps": 0,
+    }
+    defaults.update(trainer_kwargs)
+    return Trainer(max_epochs=max_epochs, callbacks=callbacks, **defaults)
+
+
+def train_classifier(
+    datamodule: UnlearningDataModule,
+    model: nn.Module | ModelName = "lenet5",
+    max_epochs: int = 10,
+    lr: float = 1e-3,
+    seed: int = 0,
+    callbacks: list[Callback] | None = None,
+    **trainer_kwargs: Any,
+) -> Classifier:
+    """Train a :class:`Classifier` on the whole training split (the original model)."""
+    seed_everything(seed, workers=True, verbose=False)
+    classifier = Classifier(model, datamodule.num_classes, datamodule.input_shape, lr=lr)
+    trainer_kwargs.setdefault("limit_val_batches", 0)
+    make_trainer(max_epochs, callbacks, **trainer_kwargs).fit(classifier, datamodule=datamodule)
+    return classifier
+
+
+def create_method(method: str | type[UnlearningMethod], model: nn.Module | LightningModule, **options: Any) -> UnlearningMethod:
+    """Instantiate a registered method by name (or class) around ``model``."""
+    cls = get_method(method) if isinstance(method, str) else method
+    return cls(model=model, **options)
+
+
+def unlearn(
+    model: nn.Module,
+    datamodule: UnlearningDataModule,
+    method: str | UnlearningMethod = "finetune",
+    callbacks: list[Callback] | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+    **options: Any,
+) -> nn.Module:
+    """Serve a deletion request in one call and return the unlearned model.
+
+    Args:
+        model: the trained classifier (left unchanged).
+        datamodule: the data module that holds the deletion request.
+        method: a registered method name (see :func:`available_methods`) or a method instance.
+        callbacks: Trainer callbacks (stopping rules, evaluators, ...).
+        trainer_kwargs: extra Trainer arguments (devices, strategy, precision, ...).
+        **options: the method's arguments (``lr``, ``max_epochs``, ...).
+
+    Returns:
+        The unlearned copy of ``model`` (same type as ``model``).
+
+    Example:
+        >>> from lightning_unlearn import ClassForget, UnlearningDataModule, train_classifier, unlearn
+        >>> dm = UnlearningDataModule("digits", forget=ClassForget(0))
+        >>> original = train_classifier(dm, max_epochs=1)
+        >>> unlearned = unlearn(original, dm, method="GradientAscent", max_epochs=1)
+    """
+    if isinstance(method, UnlearningMethod):
+        if options:
+            raise ValueError(f"Pass method options either to the method instance or as keywords, not both: {sorted(options)}.")
+        instance = method
+    else:
+        instance = create_method(method, model, **options)
+    seed_everything(instance.hparams.get("seed", 0), workers=True, verbose=False)
+    trainer_kwargs = dict(trainer_kwargs or {})
+    trainer_kwargs.setdefault("limit_val_batches", 0 if not callbacks else 1.0)
+    trainer = make_trainer(max(instance.hparams.max_epochs, 1), callbacks, **trainer_kwargs)
+    trainer.fit(instance, datamodule=datamodule)
+    return instance.unlearned_model

@@ -1,0 +1,289 @@
+"""The data module of an unlearning run: D_f, D_r, D_t, D_tf, D_tr, D_new and D_ref."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from lightning_unlearn.data.datasets import DatasetName, DatasetPair, IndexedDataset, _targets, load_dataset
+from lightning_unlearn.data.forget import ClassForget, ForgetSpec
+
+Split = Literal["train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref"]
+SPLITS: tuple[str, ...] = ("train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref")
+MANIFEST_VERSION = 1
+
+
+def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(payload, fh, indent=1)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class UnlearningDataModule(LightningDataModule):
+    """Serves every split of an unlearning run, seeded and deterministic.
+
+    The training data is split once (seeded) into the training split proper and two
+    optional held-out splits, D_new (a "future" split for relearning tests) and D_ref
+    (a reference split for instance-wise stopping). The forget specification then picks
+    D_f inside the training split; D_r is the rest of it. For class-wise forgetting the
+    test set is further split into D_tf (forgotten classes) and D_tr (retained classes).
+
+    Every batch is ``(x, y, index)`` with ``index`` the sample's index in its dataset
+    (train or test), so metrics can drop the duplicates DistributedSampler pads in.
+
+    When a Trainer fits an unlearning method with this data module, ``train_dataloader``
+    serves what the method asks for (forget set, retain set, or both); when it fits a
+    plain classifier it serves the whole training split.
+
+    Args:
+        dataset: a bundled dataset (``mnist5k``, ``digits``) or a torchvision one read from ``root``.
+        forget: the deletion request (see :mod:`lightning_unlearn.data.forget`).
+        root: folder of a torchvision dataset.
+        download: let torchvision download the dataset (off by default).
+        batch_size: training batch size.
+        eval_batch_size: batch size of evaluation loaders.
+        num_workers: DataLoader workers.
+        seed: seed of the held-out splits, the forget draw and loader shuffling.
+        new_fraction: fraction of the training data held out as D_new.
+        ref_fraction: fraction of the training data held out as D_ref.
+        manifest: a JSON manifest to read the indices from (written by :meth:`save_manifest`).
+
+    Raises:
+        ValueError: for fractions outside [0, 1) or a forget set that is empty, out of range,
+            duplicated, outside the label space or equal to the whole training split.
+
+    Example:
+        >>> from lightning_unlearn.data import ClassForget
+        >>> dm = UnlearningDataModule("mnist5k", forget=ClassForget(3), seed=0)
+        >>> dm.setup()
+        >>> len(dm.forget_indices), len(dm.retain_indices)
+        (400, 3600)
+    """
+
+    def __init__(
+        self,
+        dataset: DatasetName = "mnist5k",
+        forget: ForgetSpec | None = None,
+        root: str | None = None,
+        download: bool = False,
+        batch_size: int = 128,
+        eval_batch_size: int = 512,
+        num_workers: int = 0,
+        seed: int = 0,
+        new_fraction: float = 0.0,
+        ref_fraction: float = 0.0,
+        manifest: str | None = None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("new_fraction", new_fraction), ("ref_fraction", ref_fraction)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
+        if new_fraction + ref_fraction >= 1.0:
+            raise ValueError(f"`new_fraction` + `ref_fraction` must be < 1, got {new_fraction + ref_fraction}.")
+        if batch_size < 1 or eval_batch_size < 1:
+            raise ValueError(f"`batch_size` and `eval_batch_size` must be >= 1, got {batch_size}, {eval_batch_size}.")
+        if forget is not None and not isinstance(forget, ForgetSpec):
+            raise TypeError(f"`forget` must be a ForgetSpec (ClassForget, SubclassForget, ...), got {type(forget).__name__}.")
+        self.dataset_name = dataset
+        self.forget = forget if forget is not None else ClassForget(0)
+        self.root, self.download = root, download
+        self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        self.seed, self.new_fraction, self.ref_fraction = seed, new_fraction, ref_fraction
+        self.manifest = manifest
+        self._data: DatasetPair | None = None
+        self.indices: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_datasets(
+        cls,
+        train: Dataset,
+        test: Dataset,
+        forget: ForgetSpec,
+        num_classes: int | None = None,
+        **kwargs: Any,
+    ) -> UnlearningDataModule:
+        """Build the data module over the user's own map-style ``(x, y)`` datasets."""
+        train_targets, test_targets = _targets(train), _targets(test)
+        num_classes = num_classes or int(max(train_targets.max(), test_targets.max())) + 1
+        shape = tuple(torch.as_tensor(train[0][0]).shape)
+        dm = cls(dataset="custom", forget=forget, **kwargs)  # type: ignore[arg-type]
+        dm._data = DatasetPair(train, test, num_classes, shape, train_targets, test_targets)  # type: ignore[arg-type]
+        return dm
+
+    # ------------------------------------------------------------------ set-up
+    @property
+    def data(self) -> DatasetPair:
+        if self._data is None:
+            self._data = load_dataset(self.dataset_name, self.root, self.download)
+        return self._data
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.data.input_shape
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.indices:
+            return
+        if self.manifest is not None and Path(self.manifest).exists():
+            self.indices = self._read_manifest(self.manifest)
+            return
+        targets = self.data.train_targets
+        n = targets.size
+        rng = np.random.default_rng(self.seed)
+        perm = rng.permutation(n)
+        n_new, n_ref = int(round(self.new_fraction * n)), int(round(self.ref_fraction * n))
+        new, ref, train = np.sort(perm[:n_new]), np.sort(perm[n_new : n_new + n_ref]), np.sort(perm[n_new + n_ref :])
+        forget = self.forget.select(train, targets[train], self.num_classes, self.seed)
+        self.indices = {
+            "train": train,
+            "forget": forget,
+            "retain": np.setdiff1d(train, forget, assume_unique=True),
+            "new": new,
+            "ref": ref,
+            **self._test_split(),
+        }
+
+    def _test_split(self) -> dict[str, np.ndarray]:
+        classes = self.forget.forget_classes
+        if classes is None:
+            return {}
+        test_targets = self.data.test_targets
+        in_forget = np.isin(test_targets, classes)
+        return {"test_forget": np.flatnonzero(in_forget), "test_retain": np.flatnonzero(~in_forget)}
+
+    def _require(self, split: str) -> np.ndarray:
+        self.setup()
+        if split == "test":
+            return np.arange(len(self.data.test))  # type: ignore[arg-type]
+        if split not in self.indices:
+            if split in ("test_forget", "test_retain"):
+                raise ValueError(
+                    f"Split {split!r} (D_tf / D_tr) exists only for class-wise forgetting; the forget"
+                    f" specification is {self.forget!r}."
+                )
+            raise ValueError(f"`split` must be one of {SPLITS}, got {split!r}.")
+        return self.indices[split]
+
+    @property
+    def forget_indices(self) -> np.ndarray:
+        return self._require("forget")
+
+    @property
+    def retain_indices(self) -> np.ndarray:
+        return self._require("retain")
+
+    @property
+    def forget_classes(self) -> list[int] | None:
+        return self.forget.forget_classes
+
+    def has_split(self, split: str) -> bool:
+        self.setup()
+        return split == "test" or self.indices.get(split, np.empty(0)).size > 0
+
+    # ------------------------------------------------------------- datasets/loaders
+    def split_dataset(self, split: Split) -> Dataset:
+        """The samples of ``split`` as a dataset of ``(x, y, index)``."""
+        indices = self._require(split)
+        base = self.data.test if split.startswith("test") else self.data.train
+        if indices.size == 0:
+            raise ValueError(f"Split {split!r} is empty; set the fraction that creates it (e.g. new_fraction, ref_fraction).")
+        return Subset(IndexedDataset(base), indices.tolist())
+
+    def split_targets(self, split: Split) -> np.ndarray:
+        """Labels of the samples of ``split``, in loader order (unshuffled)."""
+        indices = self._require(split)
+        targets = self.data.test_targets if split.startswith("test") else self.data.train_targets
+        return targets[indices]
+
+    def dataloader(self, split: Split, shuffle: bool = False, batch_size: int | None = None, drop_last: bool = False) -> DataLoader:
+        """A DataLoader over ``split``; shuffling is seeded."""
+        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        return DataLoader(
+            self.split_dataset(split),
+            batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            generator=generator,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def forget_dataloader(self, shuffle: bool = True) -> DataLoader:
+        return self.dataloader("forget", shuffle=shuffle)
+
+    def retain_dataloader(self, shuffle: bool = True) -> DataLoader:
+        return self.dataloader("retain", shuffle=shuffle)
+
+    def train_dataloader(self) -> Any:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        hook = getattr(module, "unlearning_dataloader", None)
+        return hook(self) if callable(hook) else self.dataloader("train", shuffle=True)
+
+    def val_dataloader(self) -> Any:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        hook = getattr(module, "unlearning_val_dataloader", None)
+        return hook(self) if callable(hook) else self.dataloader("test")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.dataloader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self.dataloader("test")
+
+    # ------------------------------------------------------------------- manifest
+    def manifest_dict(self) -> dict[str, Any]:
+        self.setup()
+        return {
+            "version": MANIFEST_VERSION,
+            "dataset": self.dataset_name,
+            "num_train": int(len(self.data.train)),  # type: ignore[arg-type]
+            "num_test": int(len(self.data.test)),  # type: ignore[arg-type]
+            "seed": self.seed,
+            "forget_spec": self.forget.to_dict(),
+            "indices": {k: v.tolist() for k, v in self.indices.items()},
+        }
+
+    def save_manifest(self, path: str | os.PathLike) -> Path:
+        """Write the chosen indices to a JSON manifest (atomically)."""
+        write_json_atomic(path, self.manifest_dict())
+        return Path(path)
+
+    def _read_manifest(self, path: str) -> dict[str, np.ndarray]:
+        with open(path) as fh:
+            payload = json.load(fh)
+        expected = {"dataset": self.dataset_name, "num_train": len(self.data.train), "num_test": len(self.data.test)}  # type: ignore[arg-type]
+        for key, value in expected.items():
+            if payload.get(key) != value:
+                raise ValueError(f"Manifest {path!r} has {key}={payload.get(key)!r}, but this data module has {value!r}.")
+        self.forget = ForgetSpec.from_dict(payload["forget_spec"])
+        return {k: np.asarray(v, dtype=np.int64) for k, v in payload["indices"].items()}
+
+    # --------------------------------------------------------------- checkpointing
+    def state_dict(self) -> dict[str, Any]:
+        return {"manifest": self.manifest_dict()} if self._data is not None else {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "manifest" in state_dict:
+            self.forget = ForgetSpec.from_dict(state_dict["manifest"]["forget_spec"])
+            self.indices = {k: np.asarray(v, dtype=np.int64) for k, v in state_dict["manifest"]["indices"].items()}

@@ -1,0 +1,266 @@
+"""The base class of every unlearning method: a LightningModule wrapping the user's classifier."""
+
+from __future__ import annotations
+
+import copy
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_unlearn.models.anatomy import Anatomy
+from lightning_unlearn.models.classifier import OptimizerName, build_optimizer, split_batch
+
+if TYPE_CHECKING:
+    from lightning_unlearn.data.datamodule import UnlearningDataModule
+
+DataNeed = Literal["forget", "retain", "both"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Raised when an unlearning loss becomes NaN or infinite (e.g. runaway gradient ascent)."""
+
+
+def load_model_weights(model: nn.Module, checkpoint: str | os.PathLike) -> None:
+    """Load weights into ``model`` from a Lightning checkpoint, a saved unlearned model or a state dict.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if the checkpoint belongs to another architecture.
+    """
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"`checkpoint` {str(path)!r} does not exist.")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    state = payload.get("state_dict", payload) if isinstance(payload, dict) else payload
+    if not isinstance(state, dict):
+        raise ValueError(f"`checkpoint` {str(path)!r} holds a {type(state).__name__}, expected a state dict.")
+    own = model.state_dict()
+    for prefix in ("", "model.", "model.model."):
+        candidate = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+        if candidate.keys() == own.keys():
+            mismatched = [k for k in own if own[k].shape != candidate[k].shape]
+            if mismatched:
+                raise ValueError(
+                    f"`checkpoint` {str(path)!r} is of another architecture: shapes differ for {mismatched[:5]}"
+                    f" (e.g. {tuple(candidate[mismatched[0]].shape)} vs {tuple(own[mismatched[0]].shape)})."
+                )
+            model.load_state_dict(candidate)
+            return
+    missing = sorted(set(own) - {k.split("model.", 1)[-1] for k in state})[:5]
+    raise ValueError(
+        f"`checkpoint` {str(path)!r} is of another architecture than {type(model).__name__}: its parameter"
+        f" names do not match (e.g. missing {missing})."
+    )
+
+
+class UnlearningMethod(LightningModule):
+    """Base class of the unlearning methods.
+
+    Wraps a trained classifier (``nn.Module`` or ``LightningModule``). The classifier is
+    deep-copied: the user's object and checkpoint are never modified; the copy, available
+    as :attr:`unlearned_model`, is what the method changes. Fit it with a Trainer and an
+    :class:`~lightning_unlearn.data.UnlearningDataModule`: the data module then serves the
+    split(s) the method asks for through :meth:`unlearning_dataloader`.
+
+    Subclasses implement :meth:`unlearning_step` (the loss of one batch) and may override
+    :meth:`prepare_unlearning` (work done once before the first step, inside the timed
+    region, e.g. caching soft targets), :meth:`unlearning_dataloader` and
+    :meth:`trainable_parameters`.
+
+    Args:
+        model: the trained classifier to unlearn.
+        checkpoint: optional weights for ``model`` (Lightning checkpoint or state dict).
+        num_classes: size of the label space (default: the head's ``out_features``).
+        head: dotted path of the final linear layer (default: found automatically).
+        optimizer: ``adam``, ``adamw`` or ``sgd``.
+        lr: learning rate.
+        weight_decay: weight decay.
+        momentum: SGD momentum.
+        max_epochs: the method's epoch budget (stops the Trainer after this many epochs).
+        val_splits: splits whose accuracy is logged as ``val/<split>_acc`` after every epoch.
+        seed: seed of the method's own random choices.
+
+    Raises:
+        HeadNotFoundError: if the classifier has no detectable linear head.
+        ValueError: for invalid hyper-parameters.
+    """
+
+    data_need: ClassVar[DataNeed] = "forget"
+    method_name: ClassVar[str] = "base"
+    paper: ClassVar[str] = ""
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        checkpoint: str | None = None,
+        num_classes: int | None = None,
+        head: str | None = None,
+        optimizer: OptimizerName = "adam",
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        max_epochs: int = 5,
+        val_splits: tuple[str, ...] = ("forget", "test"),
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if model is None:
+            raise ValueError("`model` is required: pass the trained classifier (nn.Module or LightningModule) to unlearn.")
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"`model` must be an nn.Module or LightningModule, got {type(model).__name__}.")
+        if lr <= 0:
+            raise ValueError(f"`lr` must be > 0, got {lr}.")
+        if max_epochs < 0:
+            raise ValueError(f"`max_epochs` must be >= 0, got {max_epochs}.")
+        self.save_hyperparameters(ignore=["model"])
+        self.model = copy.deepcopy(model)
+        if checkpoint is not None:
+            load_model_weights(self.model, checkpoint)
+        self.anatomy = Anatomy(self.model, num_classes, head)
+        self.num_classes = self.anatomy.num_classes
+        self.val_splits = tuple(val_splits)
+        self.val_accuracy = nn.ModuleDict({s: MulticlassAccuracy(self.num_classes, average="micro") for s in self.val_splits})
+        self.runtime_s = 0.0
+        self._t_start: float | None = None
+        self._t_val = 0.0
+        self._active_val_splits: list[str] = []
+
+    # ------------------------------------------------------------------ model
+    @property
+    def unlearned_model(self) -> nn.Module:
+        """The classifier being unlearned (the deep copy)."""
+        return self.model
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def forward_with_embeddings(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(logits, embeddings)`` in one forward pass."""
+        return self.anatomy.forward_with_embeddings(x)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        """Parameters the optimiser updates (default: the whole classifier)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def configure_optimizers(self) -> Any:
+        hp = self.hparams
+        return build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+
+    # ------------------------------------------------------------------- data
+    def unlearning_dataloader(self, datamodule: UnlearningDataModule) -> Any:
+        """The training data of the method (called by the data module's ``train_dataloader``)."""
+        self.check_data(datamodule)
+        split = "retain" if self.data_need == "retain" else "forget"
+        return datamodule.dataloader(split, shuffle=True)
+
+    def unlearning_val_dataloader(self, datamodule: UnlearningDataModule) -> list[Any]:
+        self._active_val_splits = [s for s in self.val_splits if datamodule.has_split(s)]
+        return [datamodule.dataloader(s) for s in self._active_val_splits]  # type: ignore[arg-type]
+
+    def check_data(self, datamodule: UnlearningDataModule) -> None:
+        """Raise a clear error when the data module cannot serve what this method needs."""
+        from lightning_unlearn.methods.registry import METHODS
+
+        if self.data_need in ("retain", "both") and not datamodule.has_split("retain"):
+            free = sorted(c.method_name for c in METHODS.values() if c.data_need == "forget")
+            raise ValueError(
+                f"{type(self).__name__} needs a non-empty retain set, but the data module's retain split is empty."
+                f" Retain-free methods: {', '.join(free)}."
+            )
+        if self.data_need in ("forget", "both") and not datamodule.has_split("forget"):
+            raise ValueError(f"{type(self).__name__} needs a non-empty forget set.")
+
+    # --------------------------------------------------------------- training
+    def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:
+        """The loss of one batch. Override in every automatically optimised method."""
+        raise NotImplementedError(f"{type(self).__name__} must implement unlearning_step().")
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss = self.unlearning_step(batch, batch_idx)
+        self.check_finite(loss)
+        self.log("train/loss", loss.detach(), prog_bar=True)
+        return loss
+
+    def check_finite(self, loss: Tensor) -> None:
+        """Halt with a clear message on a NaN/infinite loss (the weights keep their last finite values)."""
+        if not torch.isfinite(loss).all():
+            raise NonFiniteLossError(
+                f"{type(self).__name__}: the unlearning loss became {loss.item()} at epoch {self.current_epoch},"
+                f" step {self.global_step}. The update was not applied; lower `lr`, reduce `max_epochs`, or attach"
+                " a stopping rule (e.g. stop at a forget-accuracy target)."
+            )
+
+    def cross_entropy(self, batch: Any) -> Tensor:
+        """Mean cross-entropy of a batch under the current model."""
+        x, y = split_batch(batch)
+        return nn.functional.cross_entropy(self(x), y)
+
+    def prepare_unlearning(self) -> None:
+        """Work done once, before the first step, inside the timed region (override)."""
+
+    # ------------------------------------------------------------- validation
+    def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        split = self._active_val_splits[dataloader_idx] if self._active_val_splits else self.val_splits[dataloader_idx]
+        x, y = split_batch(batch)
+        metric = self.val_accuracy[split]
+        metric.update(self(x), y)
+        self.log(f"val/{split}_acc", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
+
+    # --------------------------------------------------------------- timing
+    def on_fit_start(self) -> None:
+        self._t_start = time.perf_counter()
+        self._t_val = 0.0
+        self.prepare_unlearning()
+
+    def on_validation_start(self) -> None:
+        self._t_val_start = time.perf_counter()
+
+    def on_validation_end(self) -> None:
+        self._t_val += time.perf_counter() - self._t_val_start
+
+    def on_train_epoch_end(self) -> None:
+        if self.current_epoch + 1 >= self.hparams.max_epochs:
+            self.trainer.should_stop = True
+
+    def on_fit_end(self) -> None:
+        if self._t_start is not None:
+            self.runtime_s += time.perf_counter() - self._t_start - self._t_val
+            self._t_start = None
+            rank_zero_info(f"{type(self).__name__}: unlearning took {self.runtime_s:.2f} s.")
+
+    # ----------------------------------------------------------- persistence
+    def save_unlearned(self, path: str | os.PathLike) -> Path:
+        """Save the unlearned classifier's state dict (atomically: temporary file, then rename)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(
+                {"state_dict": self.model.state_dict(), "method": self.method_name, "runtime_s": self.runtime_s,
+                 "hparams": dict(self.hparams)},
+                tmp,
+            )
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    def load_unlearned(self, path: str | os.PathLike) -> None:
+        """Load weights written by :meth:`save_unlearned` into the wrapped classifier."""
+        load_model_weights(self.model, path)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["unlearning_runtime_s"] = self.runtime_s
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.runtime_s = float(checkpoint.get("unlearning_runtime_s", 0.0))

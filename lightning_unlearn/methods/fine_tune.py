@@ -1,0 +1,54 @@
+"""Fine-Tune: continue training on the retain set only (catastrophic forgetting of D_f)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.registry import register_method
+from lightning_unlearn.models.classifier import OptimizerName
+
+
+@register_method("FineTune")
+class FineTune(UnlearningMethod):
+    """Fine-tune the trained classifier on D_r with cross-entropy.
+
+    The baseline "FT" of Golatkar et al. (2020) / Warnecke et al. (2023) as compared in
+    the UGradSL (003) and Prototype Surgery (000) papers: forgetting comes only from
+    catastrophic forgetting while the model keeps fitting the retain data.
+
+    Args:
+        model: the trained classifier.
+        optimizer: optimiser name (default SGD, as in the papers).
+        lr: learning rate.
+        max_epochs: epochs over D_r.
+        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+
+    Example:
+        >>> from lightning_unlearn.models import LeNet5
+        >>> method = FineTune(LeNet5(), lr=0.01, max_epochs=2)
+    """
+
+    data_need = "retain"
+    paper = "Fine-tuning on D_r (FT; Golatkar et al., CVPR 2020), baseline of papers 000 and 003."
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        checkpoint: str | None = None,
+        num_classes: int | None = None,
+        head: str | None = None,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.02,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        max_epochs: int = 3,
+        val_splits: tuple[str, ...] = ("forget", "test"),
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+
+    def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return self.cross_entropy(batch)

@@ -1,0 +1,55 @@
+"""Gradient Ascent (NegGrad): maximise the loss on the forget set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.registry import register_method
+from lightning_unlearn.models.classifier import OptimizerName
+
+
+@register_method("GradientAscent")
+class GradientAscent(UnlearningMethod):
+    """Gradient ascent on D_f: minimise ``-CE(f(x_f), y_f)``.
+
+    The GA / NegGrad baseline (Thudi et al. 2022; Golatkar et al. 2020) compared in all
+    five papers. It forgets fast and without retain data but runs away if left alone: the
+    loss is unbounded, so the method halts with :class:`NonFiniteLossError` when the loss
+    stops being finite, and is meant to be used with a small budget or a stopping rule.
+
+    Args:
+        model: the trained classifier.
+        optimizer: optimiser name.
+        lr: learning rate.
+        max_epochs: epochs over D_f.
+        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+
+    Example:
+        >>> from lightning_unlearn.models import LeNet5
+        >>> method = GradientAscent(LeNet5(), lr=1e-4, max_epochs=2)
+    """
+
+    data_need = "forget"
+    paper = "Gradient ascent / NegGrad (Thudi et al., 2022; Golatkar et al., 2020), baseline of papers 000-004."
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        checkpoint: str | None = None,
+        num_classes: int | None = None,
+        head: str | None = None,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        max_epochs: int = 3,
+        val_splits: tuple[str, ...] = ("forget", "test"),
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+
+    def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:
+        return -self.cross_entropy(batch)

@@ -1,0 +1,97 @@
+"""A plain supervised classifier: trains the original and the retrained model."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+
+from lightning_unlearn.models.networks import ModelName, build_model
+
+OptimizerName = Literal["sgd", "adam", "adamw"]
+
+
+def build_optimizer(
+    params: Any, name: OptimizerName, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
+) -> torch.optim.Optimizer:
+    """The optimisers this package offers, by name."""
+    if lr <= 0:
+        raise ValueError(f"`lr` must be > 0, got {lr}.")
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ValueError(f"`optimizer` must be one of ['adam', 'adamw', 'sgd'], got {name!r}.")
+
+
+def split_batch(batch: Any) -> tuple[Tensor, Tensor]:
+    """``(x, y)`` from a batch of ``(x, y)`` or ``(x, y, index)``."""
+    if isinstance(batch, (list, tuple)) and len(batch) >= 2:
+        return batch[0], batch[1]
+    raise TypeError(f"A batch must be a tuple (x, y) or (x, y, index), got {type(batch).__name__}.")
+
+
+class Classifier(LightningModule):
+    """Cross-entropy training of a classifier, with accuracy logged by torchmetrics.
+
+    Args:
+        model: an ``nn.Module`` or the name of a reference network.
+        num_classes: number of classes.
+        input_shape: (C, H, W) of the inputs, used when ``model`` is a name.
+        optimizer: ``adam``, ``adamw`` or ``sgd``.
+        lr: learning rate.
+        weight_decay: weight decay.
+        momentum: SGD momentum.
+
+    Example:
+        >>> clf = Classifier("lenet5", num_classes=10, input_shape=(1, 28, 28))
+        >>> clf(torch.zeros(2, 1, 28, 28)).shape
+        torch.Size([2, 10])
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | ModelName = "lenet5",
+        num_classes: int = 10,
+        input_shape: tuple[int, int, int] = (1, 28, 28),
+        optimizer: OptimizerName = "adam",
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        self.model = build_model(model, num_classes, tuple(input_shape)) if isinstance(model, str) else model
+        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes, average="micro")
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y = split_batch(batch)
+        logits = self(x)
+        loss = nn.functional.cross_entropy(logits, y)
+        self.train_acc(logits, y)
+        self.log("train/loss", loss, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = split_batch(batch)
+        self.val_acc(self(x), y)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        x, y = split_batch(batch)
+        self.val_acc(self(x), y)
+        self.log("test/acc", self.val_acc, on_step=False, on_epoch=True)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        hp = self.hparams
+        return build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
