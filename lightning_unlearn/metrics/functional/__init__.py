@@ -1,0 +1,3 @@
+"""Functional forms of the unlearning metrics."""
+
+__all__: list[str] = []

@@ -1,0 +1,106 @@
+"""The relearning test (PRU paper, 002, §5.3): does forgotten knowledge come back?
+
+A copy of the unlearned model is fine-tuned on D_new restricted to the retained classes
+(samples never seen during training, none of the forgotten classes), and the accuracy on
+the forgotten data is recorded after every epoch. A model that truly forgot stays low; a
+model whose forgetting was only a shifted decision boundary recovers quickly.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+
+from lightning_unlearn.data.seeding import index_uniform
+from lightning_unlearn.models.classifier import split_batch
+from lightning_unlearn.outputs import predict
+
+if TYPE_CHECKING:
+    from lightning_unlearn.data.datamodule import UnlearningDataModule
+
+
+@dataclass
+class RelearningResult:
+    """Forget accuracy before relearning (epoch 0) and after every relearning epoch."""
+
+    probe_split: str
+    forget_accuracy: list[float] = field(default_factory=list)
+    threshold: float | None = None
+    relearn_epochs: int | None = None
+
+    def to_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def relearn(
+    model: nn.Module,
+    datamodule: UnlearningDataModule,
+    epochs: int = 10,
+    lr: float = 1e-3,
+    momentum: float = 0.0,
+    batch_size: int = 64,
+    threshold: float | None = None,
+    seed: int = 0,
+) -> RelearningResult:
+    """Fine-tune a copy of ``model`` on D_new ∩ retained classes and track forget accuracy.
+
+    Args:
+        model: the unlearned model (left unchanged: a copy is fine-tuned).
+        datamodule: needs a non-empty D_new (``new_fraction > 0``).
+        epochs: relearning epochs (SPEC.md default 10).
+        lr: SGD learning rate (SPEC.md default 1e-3).
+        momentum: SGD momentum.
+        batch_size: relearning batch size.
+        threshold: forget accuracy that counts as "recovered"; ``relearn_epochs`` is the
+            first epoch reaching it (``None`` when it never does).
+        seed: seed of the shuffling (keyed by dataset index).
+
+    Returns:
+        The forget accuracy (on D_tf for class-wise forgetting, else on D_f) per epoch.
+
+    Raises:
+        ValueError: if D_new is empty or has no sample of a retained class, or for bad arguments.
+    """
+    if epochs < 1:
+        raise ValueError(f"`epochs` must be >= 1, got {epochs}.")
+    if lr <= 0:
+        raise ValueError(f"`lr` must be > 0, got {lr}.")
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"`threshold` must be in [0, 1], got {threshold}.")
+    if not datamodule.has_split("new"):
+        raise ValueError("Relearning needs D_new: build the data module with `new_fraction` > 0.")
+    new_ds = datamodule.split_dataset("new")
+    targets = datamodule.split_targets("new")
+    classes = datamodule.forget_classes or []
+    keep = np.flatnonzero(~np.isin(targets, classes))
+    if keep.size == 0:
+        raise ValueError("D_new has no sample of a retained class to relearn from.")
+    probe_split = "test_forget" if datamodule.has_split("test_forget") else "forget"
+    probe_loader = datamodule.dataloader(probe_split)  # type: ignore[arg-type]
+
+    student = copy.deepcopy(model)
+    device = next(student.parameters()).device
+    optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=momentum)
+    base = Subset(new_ds, keep.tolist())
+    result = RelearningResult(probe_split, [predict(student, probe_loader).accuracy], threshold)
+    for epoch in range(epochs):
+        # Shuffle keyed by dataset index and epoch: independent of the process layout.
+        order = np.argsort(index_uniform(torch.as_tensor(keep), seed, stream=epoch).numpy())
+        loader = DataLoader(Subset(base, order.tolist()), batch_size=batch_size)
+        student.train()
+        for batch in loader:
+            x, y = split_batch(batch)
+            loss = nn.functional.cross_entropy(student(x.to(device)), y.to(device))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        result.forget_accuracy.append(predict(student, probe_loader).accuracy)
+        if threshold is not None and result.relearn_epochs is None and result.forget_accuracy[-1] >= threshold:
+            result.relearn_epochs = epoch + 1
+    return result
