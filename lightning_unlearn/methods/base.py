@@ -61,6 +61,55 @@ def load_model_weights(model: nn.Module, checkpoint: str | os.PathLike) -> None:
     )
 
 
+_ARCHITECTURE_KEYS = ("model", "num_classes", "input_shape")
+
+
+def architecture_of(model: nn.Module) -> dict[str, Any] | None:
+    """The reference-network description of a :class:`Classifier` built by name, else ``None``."""
+    hparams = getattr(model, "hparams", None)
+    if hparams is not None and isinstance(hparams.get("model"), str) and all(k in hparams for k in _ARCHITECTURE_KEYS):
+        return {"model": hparams["model"], "num_classes": int(hparams["num_classes"]), "input_shape": list(hparams["input_shape"])}
+    return None
+
+
+def model_from_checkpoint(checkpoint: str | os.PathLike) -> nn.Module:
+    """Build the network a checkpoint records and load its weights (see :func:`_build_from_checkpoint`)."""
+    return _build_from_checkpoint(checkpoint)[0]
+
+
+def _build_from_checkpoint(checkpoint: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+    """Build the network a checkpoint records and load its weights.
+
+    Works for checkpoints of a :class:`~lightning_unlearn.models.Classifier` built by name
+    (e.g. written by ``lightning-unlearn fit``) and for models saved by
+    :meth:`UnlearningMethod.save_unlearned` from such a classifier.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        ValueError: if the checkpoint does not record its architecture.
+    """
+    from lightning_unlearn.models.networks import build_model
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f"`checkpoint` {str(path)!r} does not exist.")
+    payload = torch.load(path, map_location="cpu", weights_only=False)
+    arch = None
+    if isinstance(payload, dict):
+        arch = payload.get("architecture")
+        hparams = payload.get("hyper_parameters") or {}
+        if arch is None and isinstance(hparams.get("model"), str) and all(k in hparams for k in _ARCHITECTURE_KEYS):
+            arch = {k: hparams[k] for k in _ARCHITECTURE_KEYS}
+    if arch is None:
+        raise ValueError(
+            f"`checkpoint` {str(path)!r} does not record its architecture (it is not a checkpoint of a Classifier"
+            " built by name). Pass the network as `model` (CLI: `--method.model lightning_unlearn.models.LeNet5`)."
+        )
+    model = build_model(arch["model"], int(arch["num_classes"]), tuple(arch["input_shape"]))  # type: ignore[arg-type]
+    load_model_weights(model, path)
+    return model, {"model": arch["model"], "num_classes": int(arch["num_classes"]), "input_shape": list(arch["input_shape"])}
+
+
 class UnlearningMethod(LightningModule):
     """Base class of the unlearning methods.
 
@@ -112,8 +161,17 @@ class UnlearningMethod(LightningModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        architecture = None
+        if model is None and checkpoint is not None:
+            model, architecture = _build_from_checkpoint(checkpoint)  # the checkpoint records the architecture
+            checkpoint_loaded = True
+        else:
+            checkpoint_loaded = False
         if model is None:
-            raise ValueError("`model` is required: pass the trained classifier (nn.Module or LightningModule) to unlearn.")
+            raise ValueError(
+                "`model` is required: pass the trained classifier (nn.Module or LightningModule) to unlearn, or a"
+                " `checkpoint` of a Classifier built by name."
+            )
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be an nn.Module or LightningModule, got {type(model).__name__}.")
         if lr <= 0:
@@ -122,7 +180,8 @@ class UnlearningMethod(LightningModule):
             raise ValueError(f"`max_epochs` must be >= 0, got {max_epochs}.")
         self.save_hyperparameters(ignore=["model"])
         self.model = copy.deepcopy(model)
-        if checkpoint is not None:
+        self.architecture = architecture or architecture_of(model)
+        if checkpoint is not None and not checkpoint_loaded:
             load_model_weights(self.model, checkpoint)
         self.anatomy = Anatomy(self.model, num_classes, head)
         self.num_classes = self.anatomy.num_classes
@@ -246,7 +305,7 @@ class UnlearningMethod(LightningModule):
         try:
             torch.save(
                 {"state_dict": self.model.state_dict(), "method": self.method_name, "runtime_s": self.runtime_s,
-                 "hparams": dict(self.hparams)},
+                 "hparams": dict(self.hparams), "architecture": self.architecture},
                 tmp,
             )
             os.replace(tmp, path)
