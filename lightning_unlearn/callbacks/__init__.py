@@ -1,3 +1,6 @@
 """Callbacks: recorders, stopping rules, evaluators and the relearning probe."""
 
-__all__: list[str] = []
+from lightning_unlearn.callbacks.prototype_recorder import PrototypeRecorder, PrototypeRecording
+from lightning_unlearn.callbacks.stopping import ForgetAccuracyStop, ReferenceAccuracyStop, UnlearningStopReason
+
+__all__: list[str] = ["ForgetAccuracyStop", "PrototypeRecorder", "PrototypeRecording", "ReferenceAccuracyStop", "UnlearningStopReason"]

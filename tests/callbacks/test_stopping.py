@@ -1,0 +1,89 @@
+"""Stopping rules: they stop unlearning early, agree across processes, and survive a checkpoint."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from lightning_unlearn import ClassForget, UnlearningDataModule, create_method, make_trainer
+from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop, UnlearningStopReason
+from lightning_unlearn.outputs import predict_split
+
+BUDGET = 15
+
+
+def _fit(original, dm, callback, **trainer_kwargs):
+    method = create_method("GradientAscent", original, max_epochs=BUDGET, lr=1e-3)
+    trainer_kwargs.setdefault("limit_val_batches", 1.0)
+    trainer = make_trainer(BUDGET, [callback], **trainer_kwargs)
+    trainer.fit(method, datamodule=dm)
+    return method, trainer
+
+
+def test_forget_accuracy_stop_stops_gradient_ascent_early(mnist_dm, original_lenet, tmp_path):
+    dm = mnist_dm("class")
+    stop = ForgetAccuracyStop(target=0.0)
+    method, trainer = _fit(original_lenet, dm, stop)
+    epochs_run = trainer.current_epoch
+    assert stop.stopping_reason is UnlearningStopReason.TARGET_REACHED
+    assert stop.stopped_epoch is not None and epochs_run == stop.stopped_epoch + 1 < BUDGET
+    assert predict_split(method.unlearned_model, dm, "forget").accuracy <= 0.0
+    assert stop.history[-1]["forget"] <= 0.0 < stop.history[0]["forget"] or len(stop.history) == 1
+    # The rule's state is in the checkpoint and round-trips exactly.
+    path = tmp_path / "run.ckpt"
+    trainer.save_checkpoint(path)
+    saved = torch.load(path, weights_only=False)["callbacks"][stop.state_key]
+    restored = ForgetAccuracyStop(target=0.0)
+    restored.load_state_dict(saved)
+    assert restored.state_dict() == stop.state_dict()
+    assert restored.stopping_reason is UnlearningStopReason.TARGET_REACHED
+
+
+def test_reference_accuracy_stop_adds_ref_split_and_stops(mnist_dm, original_lenet):
+    dm = mnist_dm("random")
+    stop = ReferenceAccuracyStop()
+    method, trainer = _fit(original_lenet, dm, stop)
+    assert "ref" in method.val_splits  # ensured in setup, the default val_splits lack it
+    assert stop.stopping_reason is UnlearningStopReason.TARGET_REACHED
+    assert trainer.current_epoch < BUDGET
+    last = stop.history[-1]
+    assert last["forget"] <= last["ref"]
+    forget = predict_split(method.unlearned_model, dm, "forget").accuracy
+    ref = predict_split(method.unlearned_model, dm, "ref").accuracy
+    assert forget <= ref + 1e-6
+
+
+def test_stopping_rule_decision_is_reduced_across_processes(mnist_dm, original_lenet):
+    """The decision goes through the strategy's reduction (any process stopping stops all)."""
+    calls = []
+
+    class Recording(ForgetAccuracyStop):
+        pass
+
+    stop = Recording(target=1.0)  # reached at the first check
+    method = create_method("GradientAscent", original_lenet, max_epochs=BUDGET)
+    trainer = make_trainer(BUDGET, [stop], limit_val_batches=1.0)
+    original_reduce = trainer.strategy.reduce_boolean_decision
+
+    def spy(decision, all=True):  # noqa: A002 - Lightning's argument name
+        calls.append((decision, all))
+        return original_reduce(decision, all=all)
+
+    trainer.strategy.reduce_boolean_decision = spy
+    trainer.fit(method, datamodule=mnist_dm("class"))
+    assert calls == [(True, False)] and trainer.current_epoch == 1
+
+
+def test_bad_arguments_and_setups(mnist_dm, original_lenet):
+    with pytest.raises(ValueError, match=r"`target` must be in \[0, 1\], got 1.5"):
+        ForgetAccuracyStop(target=1.5)
+    with pytest.raises(TypeError, match="`target` must be a float in \\[0, 1\\], got str"):
+        ForgetAccuracyStop(target="0")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"`margin` must be in \[-1, 1\], got 2"):
+        ReferenceAccuracyStop(margin=2)
+    with pytest.raises(MisconfigurationException, match="limit_val_batches=0"):
+        _fit(original_lenet, mnist_dm("class"), ForgetAccuracyStop(), limit_val_batches=0)
+    no_ref = UnlearningDataModule("mnist5k", forget=ClassForget(3), seed=0, batch_size=64)
+    with pytest.raises(MisconfigurationException, match="needs the 'ref' split.*ref_fraction"):
+        _fit(original_lenet, no_ref, ReferenceAccuracyStop())
