@@ -12,6 +12,7 @@ folder and renamed into place, so an interrupted run never leaves a half-written
 
 from __future__ import annotations
 
+import copy
 import inspect
 import json
 import logging
@@ -138,16 +139,17 @@ def _recorder_callbacks() -> list[Callback]:
     return [PrototypeRecorder()]
 
 
-def _method_inputs(method: str, original: nn.Module, recorders: list[Callback]) -> dict[str, Any]:
-    """Extra constructor arguments a method needs beyond the model (e.g. Naive PS's recording)."""
+def _method_inputs(method: str, recorders: list[Callback]) -> dict[str, Any]:
+    """Extra constructor arguments a method needs beyond the model: Naive PS's ``recording``.
+
+    Each run gets its own copy of the recording (Naive PS updates it in place after a request).
+    """
     params = inspect.signature(get_method(method).__init__).parameters
     extra: dict[str, Any] = {}
     for recorder in recorders:
-        for name in ("recorder", "recording"):
-            if name in params:
-                value = recorder if name == "recorder" else getattr(recorder, "recording", None)
-                if value is not None:
-                    extra[name] = value
+        recording = getattr(recorder, "recording", None)
+        if "recording" in params and recording is not None:
+            extra["recording"] = copy.deepcopy(recording)
     return extra
 
 
@@ -305,7 +307,7 @@ def _run_method(
     relearn_epochs: int,
     console: Console,
 ) -> RunRecord:
-    options: dict[str, Any] = {"seed": seed, **_method_inputs(name, original, recorders)}
+    options: dict[str, Any] = {"seed": seed, **_method_inputs(name, recorders)}
     if max_epochs is not None:
         options["max_epochs"] = max_epochs
     try:

@@ -24,7 +24,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
@@ -156,6 +156,29 @@ class UnlearningCLI(LightningCLI):
                 subcommand_parser = self._prepare_subcommand_parser(self.trainer_class, subcommand, **subparser_kwargs)  # type: ignore[arg-type]
             self._subcommand_parsers[subcommand] = subcommand_parser
             parser_subcommands.add_subcommand(subcommand, subcommand_parser, help=description)
+
+    def _prepare_subcommand_parser(self, klass: type, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
+        parser = super()._prepare_subcommand_parser(klass, subcommand, **kwargs)
+        if subcommand == "fit":
+            parser.add_argument(
+                "--output", type=Optional[str], default=None,
+                help="Write the final checkpoint here after fit (after every callback's fit-end work, e.g. the"
+                " PrototypeRecorder's Gram pass): the original model for `unlearn --method.checkpoint`.",
+            )
+        return parser
+
+    def after_fit(self) -> None:
+        """Save the final checkpoint to ``--output`` (temporary file, then rename: never half-written)."""
+        output = self.config["fit"].get("output")
+        if output is None:
+            return
+        path = Path(output)
+        tmp = path.with_name(f".{path.name}.tmp")
+        self.trainer.save_checkpoint(tmp)  # collective: every rank calls it, rank 0 writes
+        if self.trainer.is_global_zero:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, path)
+            print(f"original model written to {path}")
 
     def _prepare_custom_parser(self, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = self.init_parser(**kwargs)
