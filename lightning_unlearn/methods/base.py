@@ -179,7 +179,7 @@ class UnlearningMethod(LightningModule):
         if max_epochs < 0:
             raise ValueError(f"`max_epochs` must be >= 0, got {max_epochs}.")
         self.save_hyperparameters(ignore=["model"])
-        self.model = copy.deepcopy(model)
+        self.model = copy.deepcopy(model).train()  # the user's model may be in eval mode; its copy trains
         self.architecture = architecture or architecture_of(model)
         if checkpoint is not None and not checkpoint_loaded:
             load_model_weights(self.model, checkpoint)

@@ -1,0 +1,161 @@
+"""UnlearningDataModule: every scenario's splits, manifests, loaders and bundled data."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pytest
+import torch
+
+from lightning_unlearn.data import (
+    ClassForget,
+    IndexForget,
+    RandomForget,
+    SubclassForget,
+    UnlearningDataModule,
+    index_randint,
+    index_random_other_label,
+    index_uniform,
+    load_dataset,
+)
+
+
+
+def make(spec, **kwargs):
+    dm = UnlearningDataModule("digits", forget=spec, seed=1, new_fraction=0.1, ref_fraction=0.1, **kwargs)
+    dm.setup()
+    return dm
+
+
+TRAIN_INDICES = make(ClassForget(0)).indices["train"]
+SPECS = [
+    ClassForget(3),
+    SubclassForget(3, 0.1),
+    RandomForget(fraction=0.1),
+    RandomForget(count=50),
+    IndexForget(TRAIN_INDICES[[0, 10, -1]].tolist()),
+]
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: type(s).__name__)
+def test_splits_partition_the_training_data(spec):
+    dm = make(spec)
+    f, r, train = dm.indices["forget"], dm.indices["retain"], dm.indices["train"]
+    new, ref = dm.indices["new"], dm.indices["ref"]
+    assert np.intersect1d(f, r).size == 0
+    assert np.array_equal(np.union1d(f, r), train)
+    assert np.intersect1d(train, np.union1d(new, ref)).size == 0 and np.intersect1d(new, ref).size == 0
+    assert train.size + new.size + ref.size == len(dm.data.train)
+    if isinstance(spec, IndexForget):
+        assert f.tolist() == sorted(spec.indices)
+    assert new.size == round(0.1 * len(dm.data.train))
+
+
+def test_scenario_sizes_and_test_splits():
+    dm = make(ClassForget(3))
+    targets = dm.data.train_targets
+    assert set(targets[dm.forget_indices]) == {3}
+    assert (targets[dm.retain_indices] != 3).all()
+    assert (targets[dm.indices["train"]] == 3).sum() == dm.forget_indices.size
+    assert set(dm.split_targets("test_forget")) == {3} and 3 not in set(dm.split_targets("test_retain"))
+    sub = make(SubclassForget(3, 0.1))
+    n3 = (targets[sub.indices["train"]] == 3).sum()
+    assert sub.forget_indices.size == round(0.1 * n3)
+    with pytest.raises(ValueError, match="exists only for class-wise forgetting"):
+        sub.dataloader("test_forget")
+
+
+@pytest.mark.parametrize("spec", SPECS[1:4], ids=lambda s: repr(s))
+def test_deterministic_under_a_seed(spec):
+    a, b = make(spec), make(spec)
+    for key in a.indices:
+        assert np.array_equal(a.indices[key], b.indices[key])
+    c = UnlearningDataModule("digits", forget=spec, seed=2, new_fraction=0.1, ref_fraction=0.1)
+    c.setup()
+    assert not np.array_equal(a.indices["forget"], c.indices["forget"])
+
+
+def test_manifest_round_trip(tmp_path):
+    dm = make(RandomForget(count=40))
+    path = dm.save_manifest(tmp_path / "run" / "manifest.json")
+    assert json.loads(path.read_text())["forget_spec"] == {"type": "RandomForget", "count": 40, "fraction": None}
+    # A data module built with another seed and spec reads the manifest's indices instead.
+    other = UnlearningDataModule("digits", forget=ClassForget(0), seed=99, manifest=str(path))
+    other.setup()
+    assert other.forget == RandomForget(count=40)
+    for key in dm.indices:
+        assert np.array_equal(dm.indices[key], other.indices[key])
+    wrong = UnlearningDataModule("mnist5k", manifest=str(path))
+    with pytest.raises(ValueError, match="has dataset='digits', but this data module has 'mnist5k'"):
+        wrong.setup()
+
+
+def test_batches_carry_dataset_indices():
+    dm = make(SubclassForget(5, 0.5), batch_size=8)
+    x, y, idx = next(iter(dm.dataloader("forget", shuffle=True)))
+    assert x.shape == (8, 1, 8, 8) and y.dtype == torch.long
+    assert set(idx.tolist()) <= set(dm.forget_indices.tolist())
+    assert torch.equal(y, torch.as_tensor(dm.data.train_targets[idx.numpy()]))
+    order1 = [b[2] for b in dm.dataloader("retain", shuffle=True)]
+    order2 = [b[2] for b in dm.dataloader("retain", shuffle=True)]
+    assert all(torch.equal(a, b) for a, b in zip(order1, order2))
+
+
+def test_from_datasets_serves_user_data():
+    xs = torch.randn(60, 3)
+    ys = torch.arange(60) % 3
+    train = torch.utils.data.TensorDataset(xs, ys)
+    dm = UnlearningDataModule.from_datasets(train, train, forget=ClassForget(1))
+    dm.setup()
+    assert dm.num_classes == 3 and dm.forget_indices.size == 20
+    assert len(dm.split_dataset("test_retain")) == 40
+
+
+def test_bundled_datasets():
+    mnist = load_dataset("mnist5k")
+    assert len(mnist.train) == 4000 and len(mnist.test) == 1000 and mnist.input_shape == (1, 28, 28)
+    assert np.bincount(mnist.test_targets).tolist() == [100] * 10
+    digits = load_dataset("digits")
+    assert digits.num_classes == 10 and digits.input_shape == (1, 8, 8)
+
+
+def test_torchvision_dataset_missing_root_is_explained(tmp_path):
+    with pytest.raises(FileNotFoundError, match="cifar-10-batches-py.*Copy the files there"):
+        load_dataset("cifar10", root=str(tmp_path))
+    with pytest.raises(ValueError, match="`root` is required for dataset 'svhn'"):
+        load_dataset("svhn")
+    with pytest.raises(ValueError, match="`dataset` must be one of"):
+        load_dataset("imagenet")
+
+
+def test_explicit_index_in_a_held_out_split_is_rejected():
+    held_out = make(ClassForget(0)).indices["new"][:1].tolist()
+    with pytest.raises(ValueError, match=re.escape(f"`indices` contains {held_out}") + ", which are not indices of the training split"):
+        make(IndexForget(held_out))
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="`new_fraction` must be in \\[0, 1\\), got 1.2"):
+        UnlearningDataModule("digits", new_fraction=1.2)
+    with pytest.raises(TypeError, match="`forget` must be a ForgetSpec"):
+        UnlearningDataModule("digits", forget=[1, 2])
+    dm = UnlearningDataModule("digits", forget=ClassForget(3))
+    with pytest.raises(ValueError, match="Split 'new' is empty"):
+        dm.split_dataset("new")
+    with pytest.raises(ValueError, match="`split` must be one of"):
+        dm.dataloader("validation")
+
+
+def test_index_keyed_randomness_ignores_order_and_batching():
+    idx = torch.arange(1000)
+    u = index_uniform(idx, seed=3)
+    perm = torch.randperm(1000)
+    assert torch.equal(index_uniform(idx[perm], seed=3), u[perm])
+    assert 0.45 < u.mean().item() < 0.55 and not torch.equal(u, index_uniform(idx, seed=4))
+    r = index_randint(idx, 7, seed=0)
+    assert r.min() == 0 and r.max() == 6
+    labels = idx % 10
+    other = index_random_other_label(idx, labels, 10, seed=0)
+    assert (other != labels).all() and set(other.tolist()) == set(range(10))

@@ -1,0 +1,138 @@
+"""Retrain, FineTune and GradientAscent on MNIST-5k; the method base's guarantees and errors."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+
+import pytest
+import torch
+from torch import nn
+
+from lightning_unlearn import (
+    ClassForget,
+    GradientAscent,
+    HeadNotFoundError,
+    NonFiniteLossError,
+    UnlearningDataModule,
+    available_methods,
+    create_method,
+    get_method,
+    split_accuracies,
+    train_classifier,
+    unlearn,
+)
+from lightning_unlearn.methods import load_model_weights
+from lightning_unlearn.models import LeNet5
+
+
+def params_equal(a: nn.Module, b: nn.Module) -> bool:
+    return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_gradient_ascent_forgets_a_class(original_lenet, mnist_dm):
+    dm = mnist_dm("class")
+    before = copy.deepcopy(original_lenet.state_dict())
+    model = unlearn(original_lenet, dm, method="GradientAscent")
+    acc = split_accuracies(model, dm)
+    assert acc["forget"] <= 0.05 and acc["test_forget"] <= 0.05
+    assert acc["test_retain"] >= 0.80  # ascent damages the rest, but the model is not destroyed
+    assert all(torch.equal(v, original_lenet.state_dict()[k]) for k, v in before.items())  # user's model untouched
+    assert type(model) is type(original_lenet) and model is not original_lenet
+
+
+def test_retrain_is_the_gold_standard(original_lenet, retrained_lenet, mnist_dm):
+    dm = mnist_dm("class")
+    acc, orig = split_accuracies(retrained_lenet("class"), dm), split_accuracies(original_lenet, dm)
+    assert acc["test_forget"] == 0.0 and acc["forget"] == 0.0
+    assert abs(acc["test_retain"] - orig["test_retain"]) <= 0.02
+
+
+def test_fine_tune_forgets_through_retain_training(original_lenet, mnist_dm):
+    dm = mnist_dm("class")
+    acc = split_accuracies(unlearn(original_lenet, dm, method="finetune"), dm)
+    orig = split_accuracies(original_lenet, dm)
+    # Fine-tuning forgets only through catastrophic forgetting: clearly, but not completely in 3 epochs.
+    assert acc["test_forget"] <= 0.6 * orig["test_forget"]
+    assert acc["test_retain"] >= orig["test_retain"] - 0.02
+
+
+@pytest.mark.parametrize("scenario", ["subclass", "random"])
+def test_baselines_run_in_every_scenario(original_lenet, mnist_dm, scenario):
+    dm = mnist_dm(scenario)
+    for name in ("FineTune", "GradientAscent"):
+        method = create_method(name, original_lenet, max_epochs=1)
+        unlearn(original_lenet, dm, method=method)
+        assert method.runtime_s > 0
+        assert not params_equal(method.unlearned_model, original_lenet)
+
+
+def test_registry():
+    assert {"Retrain", "FineTune", "GradientAscent"} <= set(available_methods())
+    assert get_method("gradient-ascent") is GradientAscent is get_method("GRADIENT_ASCENT")
+    with pytest.raises(ValueError, match="Unknown unlearning method 'nope'. Registered methods: .*FineTune"):
+        get_method("nope")
+
+
+@pytest.fixture(scope="module")
+def digits_setup():
+    dm = UnlearningDataModule("digits", forget=ClassForget(0), batch_size=32)
+    return dm, train_classifier(dm, "lenet5", max_epochs=2)
+
+
+def test_non_finite_loss_halts_with_a_clear_message(digits_setup):
+    dm, model = digits_setup
+    with pytest.raises(NonFiniteLossError, match="GradientAscent: the unlearning loss became .* lower `lr`"):
+        unlearn(model, dm, method="GradientAscent", lr=1e8, momentum=0.0, max_epochs=20)
+
+
+def test_model_without_head_is_rejected_before_anything_runs(digits_setup):
+    dm, _ = digits_setup
+    headless = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten())
+    with pytest.raises(HeadNotFoundError, match="No nn.Linear head with out_features=10"):
+        unlearn(headless, dm, method="finetune", num_classes=10)
+
+
+def test_bad_method_arguments(digits_setup):
+    _, model = digits_setup
+    with pytest.raises(ValueError, match="`lr` must be > 0, got -1"):
+        GradientAscent(model, lr=-1)
+    with pytest.raises(ValueError, match="`model` is required"):
+        GradientAscent()
+    with pytest.raises(TypeError, match="`model` must be an nn.Module or LightningModule, got str"):
+        GradientAscent("lenet5")
+    with pytest.raises(ValueError, match="Pass method options either to the method instance or as keywords"):
+        unlearn(model, digits_setup[0], method=GradientAscent(model), lr=0.1)
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_checkpoint_is_never_modified_and_saves_round_trip(digits_setup, tmp_path):
+    dm, model = digits_setup
+    ckpt = tmp_path / "original.pt"
+    torch.save(model.model.state_dict(), ckpt)
+    digest = _digest(ckpt)
+    method = create_method("GradientAscent", LeNet5(10, 1, 8), checkpoint=str(ckpt), max_epochs=1)
+    assert params_equal(method.model, model.model)
+    unlearn(model, dm, method=method)
+    assert _digest(ckpt) == digest
+    out = method.save_unlearned(tmp_path / "out" / "unlearned.pt")
+    assert sorted(p.name for p in out.parent.iterdir()) == ["unlearned.pt"]  # no temporary file left
+    fresh = LeNet5(10, 1, 8)
+    load_model_weights(fresh, out)
+    assert params_equal(fresh, method.model)
+
+
+def test_checkpoint_errors(digits_setup, tmp_path):
+    _, model = digits_setup
+    with pytest.raises(FileNotFoundError, match="`checkpoint` '.*missing.pt' does not exist"):
+        create_method("FineTune", LeNet5(10, 1, 8), checkpoint=str(tmp_path / "missing.pt"))
+    other = tmp_path / "other.pt"
+    torch.save(LeNet5(4, 1, 8).state_dict(), other)
+    with pytest.raises(ValueError, match="is of another architecture: shapes differ for \\['fc.weight', 'fc.bias'\\]"):
+        create_method("FineTune", LeNet5(10, 1, 8), checkpoint=str(other))
+    torch.save(nn.Linear(3, 3).state_dict(), other)
+    with pytest.raises(ValueError, match="is of another architecture than LeNet5: its parameter names do not match"):
+        create_method("FineTune", LeNet5(10, 1, 8), checkpoint=str(other))
