@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from lightning_unlearn.data.datasets import DatasetName, DatasetPair, IndexedDataset, _targets, load_dataset
 from lightning_unlearn.data.forget import ClassForget, ForgetSpec
@@ -34,6 +34,22 @@ def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+class EpochRandomSampler(RandomSampler):
+    """A RandomSampler whose order is a function of ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a
+    checkpoint sees the same batches as an uninterrupted one. Under DDP Lightning replaces
+    it by a shuffling ``DistributedSampler`` (it is a ``RandomSampler``).
+    """
+
+    def __init__(self, data_source: Dataset, seed: int) -> None:
+        super().__init__(data_source, generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + 1_000_003 * epoch)  # type: ignore[union-attr]
 
 
 class UnlearningDataModule(LightningDataModule):
@@ -217,15 +233,14 @@ class UnlearningDataModule(LightningDataModule):
         return targets[indices]
 
     def dataloader(self, split: Split, shuffle: bool = False, batch_size: int | None = None, drop_last: bool = False) -> DataLoader:
-        """A DataLoader over ``split``; shuffling is seeded."""
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        """A DataLoader over ``split``; shuffling is seeded by ``(seed, epoch)`` (see :class:`EpochRandomSampler`)."""
+        dataset = self.split_dataset(split)
         return DataLoader(
-            self.split_dataset(split),
+            dataset,
             batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
-            shuffle=shuffle,
+            sampler=EpochRandomSampler(dataset, self.seed) if shuffle else None,
             drop_last=drop_last,
             num_workers=self.num_workers,
-            generator=generator,
             persistent_workers=self.num_workers > 0,
         )
 

@@ -159,3 +159,16 @@ def test_index_keyed_randomness_ignores_order_and_batching():
     labels = idx % 10
     other = index_random_other_label(idx, labels, 10, seed=0)
     assert (other != labels).all() and set(other.tolist()) == set(range(10))
+
+
+def test_shuffled_order_is_a_function_of_seed_and_epoch():
+    dm = make(RandomForget(count=64), batch_size=16)
+    loader = dm.dataloader("forget", shuffle=True)
+    loader.sampler.set_epoch(3)
+    epoch3 = torch.cat([b[2] for b in loader])
+    fresh = dm.dataloader("forget", shuffle=True)
+    fresh.sampler.set_epoch(2)
+    assert not torch.equal(torch.cat([b[2] for b in fresh]), epoch3)
+    fresh.sampler.set_epoch(3)
+    assert torch.equal(torch.cat([b[2] for b in fresh]), epoch3)
+    assert sorted(epoch3.tolist()) == dm.forget_indices.tolist()
