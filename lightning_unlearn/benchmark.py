@@ -60,6 +60,7 @@ TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("mia_efficacy", "MIA"),
 )
 GAP_METRICS = ("acc_forget", "acc_retain", "acc_test", "mia_efficacy")
+_GAP_KEYS = {k for k, _ in TABLE_METRICS} | {"loss_mia/mean", "unlearning_accuracy"}
 
 
 def scenario_spec(scenario: Scenario, forget_class: int = 3, fraction: float = 0.1) -> ForgetSpec:
@@ -119,9 +120,10 @@ def _flatten(payload: Any, prefix: str = "") -> dict[str, float]:
 
 
 def _report_metrics(report: Any) -> dict[str, float]:
-    """Scalar metrics of an evaluation report, under the names the table uses."""
-    payload = report.to_dict() if hasattr(report, "to_dict") else dict(report)
-    return _flatten(payload)
+    """Scalar metrics of the unlearned model from an evaluation report (``acc_<split>``, ``mia_efficacy``,
+    ``average_gap``, ``gaps/...``, ``loss_mia/...``, ...), under the names the table uses."""
+    payload = report.to_dict()
+    return _flatten({k: v for k, v in payload.items() if k not in ("models", "relearning", "splits", "forget_spec")})
 
 
 def _evaluate(unlearned: nn.Module, dm: UnlearningDataModule, original: nn.Module, reference: nn.Module) -> dict[str, float]:
@@ -199,7 +201,7 @@ def run_benchmark(
         forget_class: the class forgotten in the ``class`` and ``subclass`` scenarios.
         fraction: the forgotten fraction of the ``subclass`` and ``random`` scenarios.
         relearn_epochs: epochs of the relearning probe (0 disables it).
-        max_epochs: override every method's epoch budget (for quick runs; default: each method's default).
+        max_epochs: cap every method's epoch budget (for quick runs; default: each method's default).
         accelerator: Lightning accelerator of every training run.
         devices: devices per run (one process; multi-process runs go through ``lightning-unlearn unlearn``).
         precision: Lightning precision of the unlearning runs (e.g. ``bf16-mixed``).
@@ -260,13 +262,13 @@ def run_benchmark(
             base_dm = _datamodule(dataset, ClassForget(forget_class), seed)
             original = train_classifier(
                 base_dm, model, max_epochs=original_epochs, lr=1e-3, seed=seed, callbacks=recorders, **trainer_kwargs
-            ).eval()
+            )
             progress.advance(task)
             for scenario in scenarios:
                 dm = _datamodule(dataset, scenario_spec(scenario, forget_class, fraction), seed)
                 progress.update(task, description=f"seed {seed} · {scenario}: {REFERENCE}")
                 reference_method = create_method(REFERENCE, original, max_epochs=original_epochs, lr=1e-3, seed=seed)
-                reference = unlearn(original, dm, method=reference_method, trainer_kwargs=dict(trainer_kwargs)).eval()
+                reference = unlearn(original, dm, method=reference_method, trainer_kwargs=dict(trainer_kwargs))
                 records.append(_score(scenario, seed, REFERENCE, reference, reference_method.runtime_s, dm, original,
                                       reference, relearn_epochs))
                 progress.advance(task)
@@ -308,11 +310,12 @@ def _run_method(
     console: Console,
 ) -> RunRecord:
     options: dict[str, Any] = {"seed": seed, **_method_inputs(name, recorders)}
-    if max_epochs is not None:
-        options["max_epochs"] = max_epochs
+    if max_epochs is not None:  # a cap: a method whose default budget is smaller (e.g. 0 for closed forms) keeps it
+        default = inspect.signature(get_method(name).__init__).parameters["max_epochs"].default
+        options["max_epochs"] = min(int(default), max_epochs)
     try:
         method = create_method(name, original, **options)
-        unlearned = unlearn(original, dm, method=method, trainer_kwargs=dict(trainer_kwargs)).eval()
+        unlearned = unlearn(original, dm, method=method, trainer_kwargs=dict(trainer_kwargs))
         return _score(scenario, seed, name, unlearned, method.runtime_s, dm, original, reference, relearn_epochs)
     except Exception as err:  # a failing method is reported as a failed row, never hidden
         console.print(f"[red]{name} failed on {scenario} (seed {seed}):[/red] {type(err).__name__}: {err}")
@@ -350,6 +353,8 @@ def aggregate(records: list[RunRecord]) -> dict[str, dict[str, dict[str, Any]]]:
             keys = sorted({k for r in ok for k in r.metrics})
             for key in keys:
                 row[key] = _mean_std([r.metrics.get(key, float("nan")) for r in ok])
+                if key not in _GAP_KEYS:
+                    continue
                 gaps = [abs(r.metrics[key] - refs[(scenario, r.seed)].metrics[key]) for r in ok
                         if key in r.metrics and (scenario, r.seed) in refs and key in refs[(scenario, r.seed)].metrics]
                 if gaps:
@@ -385,7 +390,7 @@ def _markdown(result: BenchmarkResult, table: dict[str, dict[str, dict[str, Any]
                   "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
         for method, row in sorted(rows.items(), key=lambda kv: (kv[0] != REFERENCE, kv[0].lower())):
             if "error" in row:
-                lines.append(f"| {method} | failed: {row['error']} |" + " |" * (len(header) - 2))
+                lines.append(f"| {method} | failed (see below) |" + " |" * (len(header) - 2))
                 continue
             cells = [f"**{method}** (reference)" if method == REFERENCE else method]
             for key, _ in present:
