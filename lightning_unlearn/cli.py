@@ -28,6 +28,7 @@ from typing import Any, Optional
 
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
+import torch
 from torch import nn
 
 import lightning_unlearn.callbacks  # noqa: F401  (callbacks selectable by class name)
@@ -259,7 +260,8 @@ class UnlearningCLI(LightningCLI):
         """Fit the method, then write the run folder (rank 0 only).
 
         Args:
-            output: the run folder (``model.pt``, ``config.yaml``, ``manifest.json``, ``metrics.json``).
+            output: the run folder (``model.pt``, ``config.yaml``, ``manifest.json``, ``metrics.json``, and
+                ``targets.pt`` for methods trained on per-sample targets).
             overwrite: replace an existing run folder.
             evaluate: also score the unlearned model with :func:`lightning_unlearn.evaluation.evaluate`
                 (against the original model) into ``report.json``.
@@ -280,6 +282,9 @@ class UnlearningCLI(LightningCLI):
             self._subcommand_parsers["unlearn"].save(
                 self.config["unlearn"], tmp / "config.yaml", skip_none=False, overwrite=True, multifile=False
             )
+            targets = getattr(method, "targets", None)
+            if targets is not None and callable(getattr(targets, "state_dict", None)):  # per-sample targets, by dataset index
+                torch.save(targets.state_dict(), tmp / "targets.pt")
             unlearned = method.unlearned_model.float().eval()
             summary = {"method": method.method_name, "runtime_s": method.runtime_s,
                        "accuracy": split_accuracies(unlearned, self.datamodule)}
