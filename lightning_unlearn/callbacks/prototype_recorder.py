@@ -1,0 +1,407 @@
+"""Record what Naive Prototype Surgery needs during the original training: W0 and the Gram matrix.
+
+Naive PS (Prototype Surgery, paper 000) unlearns the head in closed form from the head at
+initialisation ``W0`` and the Gram matrix ``G = X̃ᵀX̃`` of the bias-augmented training
+embeddings (SPEC.md, "Naive PS"). Neither can be recovered after training, so
+:class:`PrototypeRecorder` records them while the user's own ``Trainer.fit`` runs.
+
+The module also holds the embedding passes shared by :class:`~lightning_unlearn.methods.NaivePS`
+and :class:`~lightning_unlearn.methods.PS` (one no-grad eval-mode pass, sharded without
+padding across processes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset
+
+from lightning_unlearn.models.anatomy import Anatomy
+from lightning_unlearn.models.classifier import split_batch
+
+RECORDING_VERSION = 1
+
+
+# ---------------------------------------------------------------------------------- passes
+def _device_of(model: nn.Module) -> torch.device:
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _forward_context(trainer: Trainer | None) -> contextlib.AbstractContextManager:
+    """The precision plugin's forward context (autocast under ``bf16-mixed``), or a no-op."""
+    if trainer is None:
+        return contextlib.nullcontext()
+    return trainer.precision_plugin.forward_context()
+
+
+def _rank_world(trainer: Trainer | None) -> tuple[int, int]:
+    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+
+def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
+    """A sequential loader over this process's share ``rank::world_size`` of ``loader``'s dataset.
+
+    Unlike DistributedSampler it pads nothing: every sample is seen by exactly one process,
+    so sums over processes equal the single-process sum.
+    """
+    if world_size == 1 and loader.sampler is not None and type(loader.sampler).__name__ == "SequentialSampler":
+        return loader
+    dataset = loader.dataset
+    n = len(dataset)  # type: ignore[arg-type]
+    return DataLoader(
+        Subset(dataset, range(rank, n, world_size)),
+        batch_size=loader.batch_size or 256,
+        shuffle=False,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+    )
+
+
+@contextlib.contextmanager
+def _eval_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+def embedding_pass(
+    anatomy: Anatomy, loader: DataLoader, trainer: Trainer | None = None
+) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Yield ``(logits, embeddings, labels, indices)`` per batch: one no-grad eval-mode pass.
+
+    Under several processes each one sees its own share of the data (no padding).
+    Batches are ``(x, y, index)`` or ``(x, y)`` (then the index is the position in the dataset).
+    """
+    rank, world = _rank_world(trainer)
+    loader = shard_loader(loader, rank, world)
+    device = _device_of(anatomy.model)
+    position = rank
+    with torch.no_grad(), _eval_mode(anatomy.model):
+        for batch in loader:
+            x, y = split_batch(batch)
+            if len(batch) > 2:
+                idx = torch.as_tensor(batch[2])
+            else:
+                idx = torch.arange(len(y)) * world + position
+            position += len(y) * world
+            with _forward_context(trainer):
+                logits, emb = anatomy.forward_with_embeddings(x.to(device, non_blocking=True))
+            yield logits, emb, torch.as_tensor(y).to(device), idx.to(device)
+
+
+def augment(embeddings: Tensor) -> Tensor:
+    """Append the constant-1 column (the bias is a prototype column, SPEC.md), in float64."""
+    emb = embeddings.to(torch.float64)
+    return torch.cat([emb, emb.new_ones(emb.shape[0], 1)], dim=1)
+
+
+def _accumulation_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64
+
+
+def gram_pass(anatomy: Anatomy, loader: DataLoader, trainer: Trainer | None = None) -> tuple[Tensor, Tensor]:
+    """``(G, indices)``: ``G = Σ x̃ᵀx̃`` over ``loader`` (bias-augmented, float64, summed over processes).
+
+    ``indices`` are the dataset indices this process saw (gather them with :func:`gather_rows`).
+    """
+    device = _device_of(anatomy.model)
+    dim = anatomy.embedding_dim + 1
+    gram = torch.zeros(dim, dim, dtype=_accumulation_dtype(device), device=device)
+    seen = []
+    for _, emb, _, idx in embedding_pass(anatomy, loader, trainer):
+        x = augment(emb).to(gram.dtype)
+        gram.addmm_(x.T, x)
+        seen.append(idx)
+    if trainer is not None and trainer.world_size > 1:
+        gram = trainer.strategy.reduce(gram, reduce_op="sum")
+    indices = torch.cat(seen) if seen else torch.empty(0, dtype=torch.long, device=device)
+    return gram.to("cpu", torch.float64), indices.long()
+
+
+def gather_rows(tensor: Tensor, trainer: Trainer | None = None) -> Tensor:
+    """Concatenate along dim 0 the (possibly unequal) ``tensor`` of every process."""
+    if trainer is None or trainer.world_size == 1:
+        return tensor
+    strategy = trainer.strategy
+    size = torch.tensor([tensor.shape[0]], device=tensor.device)
+    sizes = strategy.all_gather(size).reshape(-1).tolist()
+    pad = tensor.new_zeros((int(max(sizes)) - tensor.shape[0], *tensor.shape[1:]))
+    gathered = strategy.all_gather(torch.cat([tensor, pad]))
+    return torch.cat([gathered[r, : int(n)] for r, n in enumerate(sizes)])
+
+
+def head_matrix(head: nn.Linear) -> Tensor:
+    """The head as one ``(C, E+1)`` float64 matrix ``[W | b]`` (b = 0 for a head without bias)."""
+    weight = head.weight.detach().to("cpu", torch.float64)
+    bias = head.bias.detach().to("cpu", torch.float64) if head.bias is not None else weight.new_zeros(weight.shape[0])
+    return torch.cat([weight, bias[:, None]], dim=1)
+
+
+# ------------------------------------------------------------------------------- recording
+class PrototypeRecording:
+    """What Naive PS needs about a trained classifier, and the deletions served so far.
+
+    Args:
+        weight0: ``(C, E+1)`` head at initialisation, ``[W0 | b0]``.
+        weight: ``(C, E+1)`` head the recording describes (the trained head, then the
+            unlearned head after every Naive PS request).
+        gram: ``(E+1, E+1)`` Gram matrix of the bias-augmented embeddings of the samples
+            still in the training set.
+        has_bias: whether the head has a bias.
+        head_name: dotted path of the head in the recorded module (informative).
+        removed: sorted dataset indices removed so far.
+
+    Raises:
+        ValueError: for inconsistent shapes.
+    """
+
+    def __init__(
+        self,
+        weight0: Tensor,
+        weight: Tensor,
+        gram: Tensor,
+        has_bias: bool = True,
+        head_name: str = "",
+        removed: Tensor | None = None,
+    ) -> None:
+        classes, dim = weight0.shape
+        if weight.shape != (classes, dim) or gram.shape != (dim, dim):
+            raise ValueError(
+                f"Inconsistent recording: weight0 {tuple(weight0.shape)}, weight {tuple(weight.shape)},"
+                f" gram {tuple(gram.shape)}; expected (C, E+1), (C, E+1), (E+1, E+1)."
+            )
+        self.weight0 = weight0.to(torch.float64)
+        self.weight = weight.to(torch.float64)
+        self.gram = gram.to(torch.float64)
+        self.has_bias = bool(has_bias)
+        self.head_name = head_name
+        self.removed = removed.long().sort().values if removed is not None else torch.empty(0, dtype=torch.long)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.weight0.shape[1] - 1
+
+    @property
+    def num_classes(self) -> int:
+        return self.weight0.shape[0]
+
+    @property
+    def num_samples(self) -> int:
+        """Samples still counted in G (its constant-column entry is exactly this count)."""
+        return int(round(self.gram[-1, -1].item()))
+
+    def copy(self) -> PrototypeRecording:
+        return copy.deepcopy(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": RECORDING_VERSION,
+            "weight0": self.weight0,
+            "weight": self.weight,
+            "gram": self.gram,
+            "has_bias": self.has_bias,
+            "head_name": self.head_name,
+            "removed": self.removed,
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> PrototypeRecording:
+        missing = {"weight0", "weight", "gram"} - set(state)
+        if missing:
+            raise ValueError(f"Not a PrototypeRecorder state: missing {sorted(missing)}.")
+        return cls(state["weight0"], state["weight"], state["gram"], state.get("has_bias", True),
+                   state.get("head_name", ""), state.get("removed"))
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the recording to ``path`` (atomically)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        try:
+            torch.save(self.to_dict(), tmp)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> PrototypeRecording:
+        """Read a file written by :meth:`save`, or a Lightning checkpoint of a fit with a :class:`PrototypeRecorder`.
+
+        Raises:
+            FileNotFoundError: if ``path`` does not exist.
+            ValueError: if the file holds no recording.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"`recording` file {str(path)!r} does not exist.")
+        payload = torch.load(path, map_location="cpu", weights_only=False)
+        if isinstance(payload, dict) and "callbacks" in payload:
+            states = [v for k, v in payload["callbacks"].items() if str(k).startswith("PrototypeRecorder")]
+            if not states or states[0].get("gram") is None:
+                raise ValueError(
+                    f"Checkpoint {str(path)!r} has no complete PrototypeRecorder state: attach `PrototypeRecorder()`"
+                    " to the Trainer.fit that trains the model from initialisation."
+                )
+            payload = states[0]
+        if not isinstance(payload, dict):
+            raise ValueError(f"{str(path)!r} holds a {type(payload).__name__}, expected a PrototypeRecording.")
+        return cls.from_dict(payload)
+
+    def __repr__(self) -> str:
+        return (f"PrototypeRecording(num_classes={self.num_classes}, embedding_dim={self.embedding_dim},"
+                f" num_samples={self.num_samples}, removed={self.removed.numel()})")
+
+
+# -------------------------------------------------------------------------------- callback
+class PrototypeRecorder(Callback):
+    """Record W0 and the Gram matrix of the training embeddings during the user's ``Trainer.fit``.
+
+    Attach it to the unchanged fit that trains the classifier from initialisation:
+
+    * at fit start it stores the head ``[W0 | b0]`` (the head found by
+      :class:`~lightning_unlearn.models.Anatomy` in the LightningModule);
+    * at fit end it runs ONE no-grad, eval-mode pass over the training data and accumulates
+      ``G = Σ x̃ᵀx̃`` over the bias-augmented embeddings in float64 (memory O(E²), never
+      O(N·E)), plus the trained head the recording describes.
+
+    The training data is the dataset of ``trainer.train_dataloader`` (or the data module's
+    ``train`` split). Under DDP every process embeds the samples ``rank::world_size`` of
+    that dataset in order (no DistributedSampler, hence no padded duplicates) and the
+    per-process Gram matrices are summed, so the result equals the single-process one.
+    The state is part of the checkpoint (``state_dict``) and can be exported with
+    :meth:`export`; pass the recorder, its :attr:`recording`, the exported file or the
+    checkpoint path to :class:`~lightning_unlearn.methods.NaivePS` as ``recording``.
+
+    Paper: Liu et al., "Prototype Surgery: Tailoring Neural Prototypes via Soft Labels for
+    Efficient Machine Unlearning", CCS 2025 (Naive PS, Eq. 9-10).
+
+    Deviations:
+        * The paper pre-saves the N×E embedding matrix; we keep only the E×E Gram matrix
+          (SPEC.md: Gram-matrix form).
+        * The bias is recorded as an extra prototype column (constant-1 embedding entry).
+
+    Args:
+        head: dotted path of the head inside the LightningModule (e.g. ``"model.fc"``);
+            default: found automatically.
+        num_classes: number of classes (helps finding the head).
+
+    Raises:
+        ValueError: for a ``num_classes`` < 2.
+        HeadNotFoundError: at fit start, when the LightningModule has no detectable head.
+        MisconfigurationException: at fit end, when no map-style training data is available.
+
+    Example:
+        >>> from lightning_unlearn import ClassForget, UnlearningDataModule, train_classifier
+        >>> dm = UnlearningDataModule("digits", forget=ClassForget(0))
+        >>> recorder = PrototypeRecorder()
+        >>> model = train_classifier(dm, max_epochs=1, callbacks=[recorder])
+        >>> recorder.recording.num_samples == len(dm.indices["train"])
+        True
+    """
+
+    def __init__(self, head: str | None = None, num_classes: int | None = None) -> None:
+        if num_classes is not None and num_classes < 2:
+            raise ValueError(f"`num_classes` must be >= 2, got {num_classes}.")
+        self.head = head
+        self.num_classes = num_classes
+        self._weight0: Tensor | None = None
+        self._has_bias = True
+        self._head_name = ""
+        self._recording: PrototypeRecording | None = None
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(head=self.head, num_classes=self.num_classes)
+
+    @property
+    def recording(self) -> PrototypeRecording:
+        """The complete recording (W0, trained head, G).
+
+        Raises:
+            RuntimeError: before the recorded fit has ended.
+        """
+        if self._recording is None:
+            raise RuntimeError(
+                "PrototypeRecorder has no complete recording yet: it records W0 at the start and the Gram matrix"
+                " at the end of the Trainer.fit it is attached to."
+            )
+        return self._recording
+
+    def _anatomy(self, pl_module: LightningModule) -> Anatomy:
+        return Anatomy(pl_module, self.num_classes, self.head)
+
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        anatomy = self._anatomy(pl_module)
+        if self._weight0 is not None and trainer.ckpt_path is not None:
+            if self._weight0.shape[1] - 1 != anatomy.embedding_dim:
+                raise ValueError(
+                    f"The restored PrototypeRecorder state has embedding size {self._weight0.shape[1] - 1}, but the"
+                    f" model's head {anatomy.head_name!r} has in_features={anatomy.embedding_dim}."
+                )
+            return  # resumed: W0 came from the checkpoint
+        if trainer.ckpt_path is not None:
+            rank_zero_warn(
+                "PrototypeRecorder: resuming from a checkpoint without recorder state; the head at resume time is"
+                " recorded as W0, which is not the initialisation Naive PS assumes."
+            )
+        self._weight0 = head_matrix(anatomy.head)
+        self._has_bias = anatomy.head.bias is not None
+        self._head_name = anatomy.head_name
+        self._recording = None
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self._weight0 is None:
+            return
+        anatomy = self._anatomy(pl_module)
+        gram, _ = gram_pass(anatomy, self._training_loader(trainer), trainer)
+        self._recording = PrototypeRecording(
+            self._weight0, head_matrix(anatomy.head), gram, self._has_bias, self._head_name
+        )
+
+    @staticmethod
+    def _training_loader(trainer: Trainer) -> DataLoader:
+        loader = trainer.train_dataloader
+        if isinstance(loader, DataLoader) and hasattr(loader.dataset, "__len__"):
+            return loader
+        datamodule = trainer.datamodule
+        if datamodule is not None and callable(getattr(datamodule, "dataloader", None)):
+            return datamodule.dataloader("train")
+        raise MisconfigurationException(
+            "PrototypeRecorder needs one map-style training DataLoader (or an UnlearningDataModule) to compute the"
+            f" Gram matrix, got {type(loader).__name__}."
+        )
+
+    def export(self, path: str | os.PathLike) -> Path:
+        """Write the recording to a file (load it with :meth:`PrototypeRecording.load`)."""
+        return self.recording.save(path)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._recording is not None:
+            return self._recording.to_dict()
+        return {"weight0": self._weight0, "has_bias": self._has_bias, "head_name": self._head_name, "gram": None}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if not state_dict:
+            return
+        self._weight0 = state_dict.get("weight0")
+        self._has_bias = bool(state_dict.get("has_bias", True))
+        self._head_name = state_dict.get("head_name", "")
+        self._recording = PrototypeRecording.from_dict(state_dict) if state_dict.get("gram") is not None else None

@@ -1,0 +1,95 @@
+"""PrototypeRecorder: W0 at fit start, the Gram matrix at fit end, checkpoint and file round trips."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from lightning_unlearn import Classifier, IndexForget, UnlearningDataModule, make_trainer
+from lightning_unlearn.callbacks import PrototypeRecorder, PrototypeRecording
+from lightning_unlearn.callbacks.prototype_recorder import shard_loader
+from lightning_unlearn.models import HeadNotFoundError
+
+E, C, N = 6, 3, 120
+
+
+def linear_problem(seed: int = 0) -> tuple[UnlearningDataModule, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(N, E, generator=gen)
+    y = (x[:, :C] + 0.3 * torch.randn(N, C, generator=gen)).argmax(1)
+    test = TensorDataset(x[:30], y[:30])
+    dm = UnlearningDataModule.from_datasets(TensorDataset(x, y), test, IndexForget([1, 5, 7]), num_classes=C, batch_size=16)
+    dm.setup()
+    return dm, x
+
+
+def fit_recorded(dm: UnlearningDataModule, recorder: PrototypeRecorder, epochs: int = 3, **trainer_kwargs) -> Classifier:
+    torch.manual_seed(0)
+    clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C, optimizer="sgd", lr=0.1)
+    trainer_kwargs.setdefault("limit_val_batches", 0)
+    make_trainer(epochs, [recorder], **trainer_kwargs).fit(clf, datamodule=dm)
+    return clf
+
+
+def test_records_w0_gram_and_round_trips(tmp_path):
+    dm, x = linear_problem()
+    recorder = PrototypeRecorder()
+    with pytest.raises(RuntimeError, match="no complete recording yet"):
+        recorder.recording
+    torch.manual_seed(0)
+    initial = nn.Linear(E, C)  # the same seeded draw as the classifier's head below
+    clf = fit_recorded(dm, recorder, default_root_dir=tmp_path, enable_checkpointing=False)
+    rec = recorder.recording
+    head = clf.model[1]
+    assert torch.equal(rec.weight0[:, :-1], initial.weight.double()) and torch.equal(rec.weight0[:, -1], initial.bias.double())
+    assert not torch.allclose(rec.weight0, rec.weight)  # training moved the head
+    assert torch.equal(rec.weight[:, :-1], head.weight.detach().double())
+    train = torch.cat([x[dm.indices["train"]].double(), torch.ones(N, 1, dtype=torch.float64)], dim=1)
+    torch.testing.assert_close(rec.gram, train.T @ train, rtol=1e-12, atol=1e-9)
+    assert rec.num_samples == N and rec.embedding_dim == E and rec.num_classes == C
+
+    restored = PrototypeRecorder()
+    restored.load_state_dict(recorder.state_dict())
+    loaded = PrototypeRecording.load(recorder.export(tmp_path / "rec.pt"))
+    ckpt = tmp_path / "fit.ckpt"
+    trainer = make_trainer(1, [PrototypeRecorder()], limit_val_batches=0)
+    trainer.fit(Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C), datamodule=dm)
+    trainer.save_checkpoint(ckpt)
+    from_ckpt = PrototypeRecording.load(ckpt)
+    for other in (restored.recording, loaded):
+        for key in ("weight0", "weight", "gram"):
+            assert torch.equal(getattr(other, key), getattr(rec, key))
+    assert from_ckpt.num_samples == N and not torch.equal(from_ckpt.weight0, rec.weight0)
+
+
+def test_resume_keeps_w0_from_checkpoint(tmp_path):
+    dm, _ = linear_problem()
+    first = PrototypeRecorder()
+    fit_recorded(dm, first, epochs=1, default_root_dir=tmp_path, enable_checkpointing=True)
+    ckpt = next(tmp_path.rglob("*.ckpt"))
+    payload = torch.load(ckpt, weights_only=False)
+    state = next(v for k, v in payload["callbacks"].items() if k.startswith("PrototypeRecorder"))
+    assert state["gram"] is None and torch.equal(state["weight0"], first.recording.weight0)  # saved mid-fit: W0 only
+    resumed = PrototypeRecorder()
+    clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C, optimizer="sgd", lr=0.1)
+    make_trainer(2, [resumed], limit_val_batches=0, default_root_dir=tmp_path).fit(clf, datamodule=dm, ckpt_path=ckpt)
+    assert torch.equal(resumed.recording.weight0, first.recording.weight0)
+    assert torch.equal(resumed.recording.gram, first.recording.gram)  # same backbone (identity): same G
+
+
+def test_shards_cover_every_sample_once():
+    loader = DataLoader(TensorDataset(torch.arange(11)), batch_size=4, shuffle=True)
+    seen = torch.cat([b[0] for rank in range(3) for b in shard_loader(loader, rank, 3)])
+    assert sorted(seen.tolist()) == list(range(11))
+
+
+def test_head_not_found_and_bad_arguments():
+    dm, _ = linear_problem()
+    with pytest.raises(HeadNotFoundError, match="does not name a submodule"):
+        fit_recorded(dm, PrototypeRecorder(head="model.classifier"), epochs=1)
+    with pytest.raises(ValueError, match="`num_classes` must be >= 2"):
+        PrototypeRecorder(num_classes=1)
+    with pytest.raises(ValueError, match="Inconsistent recording"):
+        PrototypeRecording(torch.zeros(C, E + 1), torch.zeros(C, E), torch.zeros(E + 1, E + 1))
