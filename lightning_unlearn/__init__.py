@@ -1,6 +1,7 @@
 """lightning-unlearn: machine unlearning of classifiers for PyTorch Lightning."""
 
 from lightning_unlearn.api import create_method, make_trainer, train_classifier, unlearn
+from lightning_unlearn.evaluation import UnlearningReport, evaluate
 from lightning_unlearn.data import (
     ClassForget,
     ForgetSpec,
@@ -42,8 +43,10 @@ __all__ = [
     "SubclassForget",
     "UnlearningDataModule",
     "UnlearningMethod",
+    "UnlearningReport",
     "available_methods",
     "create_method",
+    "evaluate",
     "get_method",
     "make_trainer",
     "predict",

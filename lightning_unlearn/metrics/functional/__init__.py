@@ -1,3 +1,20 @@
-"""Functional forms of the unlearning metrics."""
+"""Functional forms of the unlearning metrics (the maths; the Metric classes hold state only)."""
 
-__all__: list[str] = []
+from lightning_unlearn.metrics.functional.accuracy import split_accuracy, unlearning_accuracy
+from lightning_unlearn.metrics.functional.divergence import entropy_distance, prediction_kl
+from lightning_unlearn.metrics.functional.gap import GAP_KEYS, average_gap
+from lightning_unlearn.metrics.functional.mia import loss_mia, mia_efficacy
+from lightning_unlearn.metrics.functional.weights import parameter_change, prototype_similarity
+
+__all__ = [
+    "GAP_KEYS",
+    "average_gap",
+    "entropy_distance",
+    "loss_mia",
+    "mia_efficacy",
+    "parameter_change",
+    "prediction_kl",
+    "prototype_similarity",
+    "split_accuracy",
+    "unlearning_accuracy",
+]
