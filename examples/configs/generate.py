@@ -49,6 +49,7 @@ def method_config(method: str) -> str:
     if "recording" in init_args:  # Naive PS: the recording travels in the checkpoint of the recorded fit
         init_args["recording"] = "runs/original.ckpt"
     summary = (inspect.getdoc(cls) or method).splitlines()[0]
+    summary = summary.split(": ", 1)[1] if summary.startswith(f"{cls.method_name}: ") else summary
     header = [
         f"# {cls.method_name}: {summary}",
         f"# Paper: {cls.paper}" if cls.paper else "",
