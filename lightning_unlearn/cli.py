@@ -183,14 +183,14 @@ class UnlearningCLI(LightningCLI):
 
     def _prepare_custom_parser(self, subcommand: str, **kwargs: Any) -> LightningArgumentParser:
         parser = self.init_parser(**kwargs)
+        self.add_default_arguments_to_parser(parser)  # --seed_everything
+        parser.set_defaults({"seed_everything": 0 if subcommand == "unlearn" else False})
         if subcommand == "benchmark":
             added = parser.add_function_arguments(run_benchmark)
         else:
             if subcommand == "unlearn":
-                self.add_default_arguments_to_parser(parser)
                 parser.add_lightning_class_args(self.trainer_class, "trainer")  # type: ignore[arg-type]
                 parser.set_defaults({f"trainer.{k}": v for k, v in UNLEARN_TRAINER_DEFAULTS.items()})
-                parser.set_defaults({"seed_everything": 0})
                 parser.add_lightning_class_args(UnlearningMethod, "method", subclass_mode=True, required=True)
             parser.add_lightning_class_args(UnlearningDataModule, "data")
             added = parser.add_method_arguments(type(self), f"run_{subcommand}", skip={"self"})

@@ -84,10 +84,10 @@ def test_every_method_has_a_yaml_that_runs(method, original_ckpt, workdir):
 
 def test_unlearn_evaluate_and_reference_gap(original_ckpt, workdir):
     ft, retrain = workdir / "ft", workdir / "retrain"
-    _unlearn(["--method", "fine-tune", "--method.checkpoint", str(original_ckpt), "--method.max_epochs", "2", *DIGITS,
+    _unlearn(["--method", "fine-tune", "--method.checkpoint", str(original_ckpt), "--method.max_epochs", "1", *DIGITS,
               "--output", str(ft), "--evaluate", "true"])
-    _unlearn(["--method=retrain", "--method.checkpoint", str(original_ckpt), "--method.max_epochs", "5",
-              "--method.lr", "0.003", *DIGITS, "--output", str(retrain)])
+    _unlearn(["--method=retrain", "--method.checkpoint", str(original_ckpt), "--method.max_epochs", "2",
+              "--method.lr", "0.004", *DIGITS, "--output", str(retrain)])
     import json
 
     metrics = json.loads((ft / "metrics.json").read_text())
