@@ -1,0 +1,55 @@
+"""The benchmark (``make demo``), shortened: every registered method, two seeds, the report folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lightning_unlearn.benchmark import REFERENCE, run_benchmark
+from lightning_unlearn.cli import main
+from lightning_unlearn.methods import available_methods
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter", "ignore:Found .* module\\(s\\) in eval mode")
+
+
+def test_benchmark_report_has_a_row_per_registered_method(tmp_path):
+    out = tmp_path / "report"
+    main(["benchmark", "--output", str(out), "--dataset", "digits", "--scenarios", "[class]", "--seeds", "[0, 1]",
+          "--original_epochs", "3", "--max_epochs", "1", "--relearn_epochs", "1"])
+    assert sorted(p.name for p in out.iterdir()) == ["gap_class.png", "relearn_class.png", "report.md", "results.json"]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    results = json.loads((out / "results.json").read_text())
+    expected = sorted(m for m in available_methods() if m != REFERENCE)
+    assert sorted(results["config"]["methods"]) == expected
+    summary = results["summary"]["class"]
+    assert set(summary) == {REFERENCE, *expected}
+    failed = {m: row["error"] for m, row in summary.items() if "error" in row}
+    assert not failed, f"methods failed with their default arguments: {failed}"
+    for method, row in summary.items():
+        assert row["runs"] == 2 and len(row["acc_forget"]) == 2  # (mean, std) over the two seeds
+        assert 0.0 <= row["acc_forget"][0] <= 1.0 and row["runtime_s"][0] > 0
+        assert len(row["relearning"]) == 2  # epoch 0 and one relearning epoch
+        if method != REFERENCE:
+            assert row["gap/acc_test"][0] >= 0.0
+    assert summary[REFERENCE]["average_gap"][0] == pytest.approx(0.0, abs=1e-9)  # the reference against itself
+    # seeds differ, so the runs differ: the std is a real spread, not a copy
+    assert any(row["acc_test"][1] > 0 for row in summary.values())
+    table = (out / "report.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| ")]
+    for method in [REFERENCE, *expected]:
+        assert any(line.startswith(f"| {method} ") or line.startswith(f"| **{method}**") for line in rows), method
+    assert " ± " in table  # mean ± std over seeds
+
+
+def test_benchmark_rejects_bad_options(tmp_path):
+    with pytest.raises(ValueError, match="Registered methods: "):
+        run_benchmark(output=str(tmp_path / "x"), methods=("NoSuchMethod",))
+    with pytest.raises(ValueError, match="`scenarios` must contain only"):
+        run_benchmark(output=str(tmp_path / "x"), scenarios=("everything",))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="`devices` must be 1 for the benchmark"):
+        run_benchmark(output=str(tmp_path / "x"), devices=2)
+    (tmp_path / "exists").mkdir()
+    with pytest.raises(ValueError, match="exists; pass overwrite=True"):
+        run_benchmark(output=str(tmp_path / "exists"), overwrite=False)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]

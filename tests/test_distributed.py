@@ -1,0 +1,88 @@
+"""DDP on 2 CPU processes (gloo) and bf16-mixed give the same unlearning as 1 process in fp32.
+
+The multi-process runs are subprocesses (never ``strategy="ddp"`` inside pytest): once through the
+CLI (``--trainer.devices 2 --trainer.strategy ddp``), once through ``examples/ddp_unlearn.py``
+with ``--precision bf16-mixed``. Each is compared with an in-process single-process fp32 run:
+the per-sample soft targets must be identical (they are computed per dataset index, whatever
+the process layout) and the unlearned model's accuracies equal within a tolerance (DDP changes
+the effective batch; bf16 changes rounding).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lightning_unlearn.cli import main
+
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = ["--data", str(REPO / "examples" / "configs" / "data.yaml")]  # MNIST-5k, class 3: the conftest split
+METHOD, EPOCHS = "SU", "3"
+TOLERANCE = 0.03  # accuracy points
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env.pop("LOCAL_RANK", None)
+    return env
+
+
+def _run(cmd: list[str], timeout: int = 300) -> None:
+    proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, f"{' '.join(cmd)}\n--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def original_ckpt(original_lenet, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("ddp") / "original.ckpt"
+    torch.save({"state_dict": original_lenet.state_dict(), "hyper_parameters": dict(original_lenet.hparams)}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def single_process(original_ckpt) -> Path:
+    out = original_ckpt.parent / "one"
+    main(["unlearn", "--method", METHOD, "--method.checkpoint", str(original_ckpt), "--method.max_epochs", EPOCHS, *DATA,
+          "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
+          "--output", str(out)])
+    return out
+
+
+def _accuracy(folder: Path) -> dict[str, float]:
+    return json.loads((folder / "metrics.json").read_text())["accuracy"]
+
+
+def test_cli_ddp_two_processes_matches_one(original_ckpt, single_process):
+    out = original_ckpt.parent / "two"
+    _run([sys.executable, "-m", "lightning_unlearn.cli", "unlearn", "--method", METHOD, "--method.checkpoint",
+          str(original_ckpt), "--method.max_epochs", EPOCHS, *DATA, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+          "--trainer.strategy", "ddp", "--trainer.enable_progress_bar", "false", "--output", str(out)])
+    one, two = torch.load(single_process / "targets.pt"), torch.load(out / "targets.pt")
+    assert torch.equal(one["keys"], two["keys"])
+    torch.testing.assert_close(two["values"], one["values"])  # identical per-sample targets
+    acc1, acc2 = _accuracy(single_process), _accuracy(out)
+    assert acc1["forget"] < 0.2 and acc2["forget"] < 0.2  # both forgot class 3
+    for split in ("forget", "retain", "test", "test_retain"):
+        assert abs(acc1[split] - acc2[split]) <= TOLERANCE, (split, acc1, acc2)
+
+
+def test_ddp_example_bf16_two_processes_matches_one(original_ckpt, single_process):
+    out = original_ckpt.parent / "example"
+    _run([sys.executable, str(REPO / "examples" / "ddp_unlearn.py"), "--checkpoint", str(original_ckpt), "--method", METHOD,
+          "--max_epochs", EPOCHS, "--accelerator", "cpu", "--devices", "2", "--precision", "bf16-mixed", "--output", str(out)])
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["precision"] == "bf16-mixed"
+    one = torch.load(single_process / "targets.pt")
+    assert summary["targets"]["keys"] == one["keys"].tolist()
+    torch.testing.assert_close(torch.tensor(summary["targets"]["values"]), one["values"].float())
+    acc1, acc2 = _accuracy(single_process), summary["accuracy"]
+    for split in ("forget", "retain", "test", "test_retain"):
+        assert abs(acc1[split] - acc2[split]) <= TOLERANCE, (split, acc1, acc2)

@@ -1,0 +1,40 @@
+"""The documentation site builds with ``mkdocs build --strict`` and indexes every registered method."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from lightning_unlearn.methods import available_methods
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_mkdocs_build_strict(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                          cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    built = {p.relative_to(tmp_path / "site").as_posix() for p in (tmp_path / "site").rglob("index.html")}
+    for page in ("index.html", "getting-started/index.html", "cli/index.html", "distributed/index.html",
+                 "methods/index.html", "metrics/index.html"):
+        assert page in built, page
+    # auto navigation: every page under docs/methods and docs/metrics is built and linked from the nav
+    home = (tmp_path / "site" / "index.html").read_text()
+    for sub in ("methods", "metrics"):
+        for md in (REPO / "docs" / sub).glob("*.md"):
+            target = f"{sub}/" if md.stem == "index" else f"{sub}/{md.stem}/"
+            assert f"{sub}/{md.stem}/index.html" in built or md.stem == "index", md
+            assert target in home, f"{md} is not in the navigation"
+
+
+def test_methods_index_lists_every_registered_method():
+    index = (REPO / "docs" / "methods" / "index.md").read_text()
+    missing = [m for m in available_methods() if f"`{m}`" not in index]
+    assert not missing, f"docs/methods/index.md does not list {missing}"
+
+
+def test_readme_starts_with_the_two_commands():
+    lines = [line for line in (REPO / "README.md").read_text().splitlines() if line.strip()]
+    commands = [line.strip() for line in lines[:8] if line.strip().startswith("make ")]
+    assert [c.split()[1] for c in commands[:2]] == ["demo", "test"]
