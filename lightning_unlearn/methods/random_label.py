@@ -1,0 +1,72 @@
+"""Random Label: fine-tune on the forget set relabelled with random wrong labels."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lightning_unlearn.data.seeding import index_random_other_label
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.registry import register_method
+from lightning_unlearn.models.classifier import OptimizerName
+
+RANDOM_LABEL_STREAM = 0x52AB
+
+
+@register_method("RandomLabel")
+class RandomLabel(UnlearningMethod):
+    """Fine-tune the classifier on D_f where every sample carries a random label other than its own.
+
+    The "Random Label" (RL) baseline compared in the Prototype Surgery, SULI and UGradSL
+    papers: the model is misguided on the forget samples and forgets them. Each sample's
+    random label is drawn once, uniformly among the other ``K − 1`` classes, keyed by its
+    dataset index (:func:`~lightning_unlearn.data.seeding.index_random_other_label`), so the
+    labels do not depend on batch order or the number of processes.
+
+    Cite: Golatkar, Achille, Soatto. "Eternal Sunshine of the Spotless Net", CVPR 2020;
+    Hayase et al. / Graves, Nagisetty, Ganesh. "Amnesiac Machine Learning", AAAI 2021.
+
+    Deviations:
+        - Forget data only (as described in papers 000/001); SalUn's variant adds D_r (see :class:`SalUn`).
+        - The random label is never the true label, and is fixed per sample for the whole run.
+
+    Args:
+        model: the trained classifier.
+        optimizer: optimiser name.
+        lr: learning rate.
+        max_epochs: passes over D_f.
+        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+
+    Example:
+        >>> from lightning_unlearn.models import LeNet5
+        >>> method = RandomLabel(LeNet5(), lr=1e-3, max_epochs=2)
+    """
+
+    data_need = "forget"
+    paper = "Random Label (Golatkar et al., CVPR 2020; Graves et al., AAAI 2021), baseline of papers 000, 001 and 003."
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        checkpoint: str | None = None,
+        num_classes: int | None = None,
+        head: str | None = None,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.01,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        max_epochs: int = 2,
+        val_splits: tuple[str, ...] = ("forget", "test"),
+        seed: int = 0,
+    ) -> None:
+        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+
+    def random_labels(self, indices: Tensor, labels: Tensor) -> Tensor:
+        """The fixed random wrong label of every sample (keyed by dataset index and ``seed``)."""
+        return index_random_other_label(indices, labels, self.num_classes, self.hparams.seed, RANDOM_LABEL_STREAM)
+
+    def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x, y, index = batch
+        return F.cross_entropy(self(x), self.random_labels(index, y))

@@ -1,0 +1,200 @@
+"""UGradSL and UGradSL+: mixed gradient descent on D_r / ascent on D_f with negative label smoothing."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+import torch
+from lightning.pytorch.utilities.combined_loader import CombinedLoader
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.label_smoothing import adaptive_smoothing_rate, gls_cross_entropy
+from lightning_unlearn.methods.registry import register_method
+from lightning_unlearn.models.classifier import OptimizerName, split_batch
+
+if TYPE_CHECKING:
+    from lightning_unlearn.data.datamodule import UnlearningDataModule
+
+UGRADSL_PAPER = "Label Smoothing Improves Machine Unlearning (UGradSL; Di et al., 2024), paper 003."
+
+
+def mixed_dataloader(datamodule: UnlearningDataModule, primary: Literal["forget", "retain"]) -> CombinedLoader:
+    """Forget and retain batches of equal size, paired step by step; one epoch = one pass over ``primary``.
+
+    The other split is cycled when it is shorter and truncated (a random subset of its
+    shuffled batches) when it is longer. Both loaders stay plain DataLoaders inside
+    Lightning's :class:`CombinedLoader`, so the Trainer injects DistributedSamplers into both.
+    Every batch is ``{"forget": (x, y, index), "retain": (x, y, index)}``.
+    """
+    forget = datamodule.dataloader("forget", shuffle=True)
+    retain = datamodule.dataloader("retain", shuffle=True)
+    n_primary, n_other = (len(forget), len(retain)) if primary == "forget" else (len(retain), len(forget))
+    mode = "max_size_cycle" if n_primary >= n_other else "min_size"
+    return CombinedLoader({"forget": forget, "retain": retain}, mode=mode)
+
+
+def _check_unit(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")
+
+
+class MixedGradientMethod(UnlearningMethod):
+    """Shared step of the methods that descend on D_r and ascend on D_f in ONE backward pass.
+
+    Loss ``p·mean CE(B_r) − (1 − p)·mean CE_GLS(B_f, α)``: the retain and forget batches are
+    concatenated, the model runs one forward pass, and the logits (and embeddings, for the
+    self-adaptive α) are split. ``alpha=None`` selects the self-adaptive rate.
+    """
+
+    data_need = "both"
+    primary: ClassVar[Literal["forget", "retain"]] = "forget"
+
+    def _set_mixing(self, p: float, alpha: float | None, beta: float) -> None:
+        _check_unit("p", p)
+        _check_unit("beta", beta)
+        if alpha is not None and (not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha > 1):
+            raise ValueError(f"`alpha` must be None (self-adaptive) or a finite smoothing rate <= 1, got {alpha!r}.")
+        self.p, self.alpha, self.beta = float(p), alpha, float(beta)
+
+    def unlearning_dataloader(self, datamodule: UnlearningDataModule) -> CombinedLoader:
+        self.check_data(datamodule)
+        return mixed_dataloader(datamodule, self.primary)
+
+    def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:
+        x_r, y_r = split_batch(batch["retain"])
+        x_f, y_f = split_batch(batch["forget"])
+        n_r = x_r.shape[0]
+        if self.alpha is None:
+            logits, embeddings = self.forward_with_embeddings(torch.cat([x_r, x_f]))
+            alpha: float | Tensor = adaptive_smoothing_rate(embeddings[:n_r], embeddings[n_r:], self.beta)
+        else:
+            logits, alpha = self(torch.cat([x_r, x_f])), self.alpha
+        retain_loss = F.cross_entropy(logits[:n_r], y_r)
+        forget_loss = gls_cross_entropy(logits[n_r:], y_f, alpha)
+        self.log_dict({"train/retain_loss": retain_loss.detach(), "train/forget_loss": forget_loss.detach()})
+        return self.p * retain_loss - (1.0 - self.p) * forget_loss
+
+
+@register_method("UGradSL")
+class UGradSL(MixedGradientMethod):
+    """UGradSL: gradient ascent on D_f with negative label smoothing, mixed with descent on D_r.
+
+    One epoch is one pass over D_f; every forget batch is paired with a random retain batch
+    of the same size (D_r cycled if it is the shorter one). Each step minimises
+    ``p·mean CE(B_r) − (1 − p)·mean CE_GLS(B_f, α_i)`` with the GLS target
+    ``(1 − α)·onehot(y) + α/K`` (Eq. 6/8 of the paper). With ``alpha=None`` the rate is
+    self-adaptive (SPEC.md): ``α_i = −c_i/|B_f|`` where ``c_i`` counts the retain samples of
+    the paired batch whose embedding distance ``(1 − cos)/2`` to forget sample ``i`` is below
+    ``beta``, computed from the embeddings of the same forward pass (no extra pass).
+
+    Cite: Di et al. "Label Smoothing Improves Machine Unlearning" (2024), papers/003.
+
+    Deviations:
+        - The batch losses are means, not sums (Eq. 8 sums), so ``lr`` does not scale with the batch size.
+        - The distance ``d`` (undefined in the paper) is ``(1 − cos)/2`` on the penultimate embeddings,
+          and ``α_i`` is negative (``−c_i/|B_f|``; the algorithm listing omits the sign) - SPEC.md.
+        - Retain and forget batches go through ONE forward/backward (concatenated); with BatchNorm
+          the batch statistics are those of the mixed batch.
+
+    Args:
+        model: the trained classifier.
+        p: weight of the retain (descent) term; ``1 − p`` weighs the forget (ascent) term. In [0, 1].
+        alpha: fixed smoothing rate (negative: NLS), or ``None`` for the self-adaptive rate.
+        beta: distance threshold of the self-adaptive rate, in [0, 1].
+        optimizer: optimiser name.
+        lr: learning rate.
+        max_epochs: passes over D_f.
+        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+
+    Raises:
+        ValueError: for ``p`` or ``beta`` outside [0, 1], ``alpha`` above 1, or a data module with
+            an empty retain set (the message lists the retain-free methods).
+        NonFiniteLossError: when the ascent runs away (the loss stops being finite).
+
+    Example:
+        >>> from lightning_unlearn.models import LeNet5
+        >>> method = UGradSL(LeNet5(), p=0.5, alpha=None, beta=0.1, max_epochs=2)
+    """
+
+    paper = UGRADSL_PAPER
+    primary = "forget"
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        checkpoint: str | None = None,
+        num_classes: int | None = None,
+        head: str | None = None,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.01,
+        weight_decay: float = 0.0,
+        momentum: float = 0.9,
+        max_epochs: int = 5,
+        val_splits: tuple[str, ...] = ("forget", "test"),
+        seed: int = 0,
+        p: float = 0.5,
+        alpha: float | None = None,
+        beta: float = 0.1,
+    ) -> None:
+        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        self._set_mixing(p, alpha, beta)
+
+
+@register_method("UGradSLPlus")
+class UGradSLPlus(MixedGradientMethod):
+    """UGradSL+: the fine-tuning-based variant - one epoch is one pass over D_r, D_f cycled.
+
+    The same mixed loss as :class:`UGradSL` (``p·mean CE(B_r) − (1 − p)·mean CE_GLS(B_f, α_i)``,
+    one forward/backward over the concatenated batch), but the epoch runs over the retain set
+    and each retain batch is paired with the next forget batch, D_f being cycled (Algorithm 1).
+    More thorough than UGradSL and more expensive (an epoch costs a pass over D_r).
+
+    Cite: Di et al. "Label Smoothing Improves Machine Unlearning" (2024), papers/003.
+
+    Deviations:
+        - As :class:`UGradSL`: mean losses, ``d = (1 − cos)/2``, negative ``α_i``, one mixed forward.
+
+    Args:
+        model: the trained classifier.
+        p: weight of the retain term, in [0, 1].
+        alpha: fixed smoothing rate (negative: NLS), or ``None`` for the self-adaptive rate.
+        beta: distance threshold of the self-adaptive rate, in [0, 1].
+        optimizer: optimiser name.
+        lr: learning rate.
+        max_epochs: passes over D_r.
+        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+
+    Raises:
+        ValueError: for ``p`` or ``beta`` outside [0, 1], ``alpha`` above 1, or an empty retain set.
+        NonFiniteLossError: when the ascent runs away.
+
+    Example:
+        >>> from lightning_unlearn.models import LeNet5
+        >>> method = UGradSLPlus(LeNet5(), p=0.7, alpha=-0.5, max_epochs=1)
+    """
+
+    paper = UGRADSL_PAPER
+    primary = "retain"
+
+    def __init__(
+        self,
+        model: nn.Module | None = None,
+        checkpoint: str | None = None,
+        num_classes: int | None = None,
+        head: str | None = None,
+        optimizer: OptimizerName = "sgd",
+        lr: float = 0.01,
+        weight_decay: float = 5e-4,
+        momentum: float = 0.9,
+        max_epochs: int = 2,
+        val_splits: tuple[str, ...] = ("forget", "test"),
+        seed: int = 0,
+        p: float = 0.7,
+        alpha: float | None = None,
+        beta: float = 0.1,
+    ) -> None:
+        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        self._set_mixing(p, alpha, beta)

@@ -1,0 +1,103 @@
+"""UGradSL / UGradSL+: GLS loss, self-adaptive rate, one mixed forward, epochs, bad input, quality vs GA / FT."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from lightning_unlearn import NonFiniteLossError, make_trainer, unlearn
+from lightning_unlearn.methods import UGradSL, UGradSLPlus, adaptive_smoothing_rate, gls_cross_entropy
+from lightning_unlearn.models import LeNet5
+
+
+@pytest.mark.parametrize("alpha", [-0.8, -0.2, 0.3, 1.0])
+def test_gls_cross_entropy_equals_eq6_decomposition(alpha):
+    torch.manual_seed(0)
+    logits, y, k = torch.randn(16, 10), torch.randint(0, 10, (16,)), 10
+    per_label = torch.stack([F.cross_entropy(logits, torch.full_like(y, c), reduction="none") for c in range(k)], 1)
+    own = per_label.gather(1, y[:, None]).squeeze(1)
+    others = per_label.sum(1) - own
+    eq6 = (1 + (1 - k) / k * alpha) * own + alpha / k * others
+    assert torch.allclose(gls_cross_entropy(logits, y, alpha, reduction="none"), eq6, atol=1e-5)
+    soft = (1 - alpha) * F.one_hot(y, k) + alpha / k  # the GLS target itself
+    assert torch.allclose(gls_cross_entropy(logits, y, alpha), F.cross_entropy(logits, soft.float()), atol=1e-5)
+    per_sample = torch.full((16,), alpha)
+    assert torch.allclose(gls_cross_entropy(logits, y, per_sample, reduction="sum"), eq6.sum(), atol=1e-4)
+
+
+def test_gls_alpha_zero_is_plain_cross_entropy_and_bad_alpha():
+    logits, y = torch.randn(8, 5), torch.randint(0, 5, (8,))
+    assert torch.allclose(gls_cross_entropy(logits, y, 0.0), F.cross_entropy(logits, y))
+    with pytest.raises(ValueError, match=r"`alpha` must be finite and <= 1"):
+        gls_cross_entropy(logits, y, 1.5)
+
+
+def test_adaptive_rate_counts_close_retain_neighbours():
+    forget = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    retain = torch.tensor([[1.0, 0.01], [2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])
+    # d = (1 - cos)/2: forget 0 is close to retain 0 and 1, forget 1 to retain 2; retain 3 is opposite (d = 1).
+    alpha = adaptive_smoothing_rate(retain, forget, beta=0.05)
+    assert alpha.tolist() == [-1.0, -0.5]
+    assert adaptive_smoothing_rate(retain, forget, beta=0.0).tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"p": 1.5}, r"`p` must be in \[0, 1\], got 1.5"),
+        ({"p": -0.1}, r"`p` must be in \[0, 1\], got -0.1"),
+        ({"beta": 2.0}, r"`beta` must be in \[0, 1\], got 2.0"),
+        ({"alpha": 3.0}, r"`alpha` must be None \(self-adaptive\) or a finite smoothing rate <= 1, got 3.0"),
+    ],
+)
+def test_bad_arguments(kwargs, message):
+    for cls in (UGradSL, UGradSLPlus):
+        with pytest.raises(ValueError, match=message):
+            cls(LeNet5(), **kwargs)
+
+
+def test_empty_retain_set_names_the_retain_free_methods(mnist_dm):
+    dm = mnist_dm("class")
+    saved = dm.indices["retain"]
+    dm.indices["retain"] = np.empty(0, dtype=np.int64)
+    try:
+        for cls in (UGradSL, UGradSLPlus):
+            with pytest.raises(ValueError, match=r"needs a non-empty retain set.*Retain-free methods: .*BoundaryShrink.*RandomLabel"):
+                cls(LeNet5()).unlearning_dataloader(dm)
+    finally:
+        dm.indices["retain"] = saved
+
+
+def test_runaway_ascent_halts_with_a_clear_message(mnist_dm, original_lenet):
+    with pytest.raises(NonFiniteLossError, match=r"UGradSL: the unlearning loss became (nan|inf|-inf)"):
+        unlearn(original_lenet, mnist_dm("random"), method="UGradSL", p=0.0, alpha=-1.0, lr=1e4, max_epochs=3)
+
+
+@pytest.mark.parametrize(("cls", "primary"), [(UGradSL, "forget"), (UGradSLPlus, "retain")])
+def test_one_forward_per_step_and_epoch_length(mnist_dm, original_lenet, cls, primary):
+    dm = mnist_dm("random")
+    method = cls(original_lenet, max_epochs=1, lr=1e-4)
+    calls = []
+    method.model.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
+    make_trainer(1, limit_val_batches=0).fit(method, datamodule=dm)
+    steps = int(np.ceil(len(dm.indices[primary]) / dm.batch_size))
+    assert method.trainer.global_step == steps
+    assert len(calls) == steps  # one forward of the concatenated batch per step, no extra embedding pass
+    assert calls[0] == 2 * dm.batch_size
+
+
+def _gap(model, dm, reference):
+    from lightning_unlearn.evaluation import evaluate
+
+    return evaluate(model, dm, reference=reference).average_gap
+
+
+@pytest.mark.parametrize("scenario", ["random", "class"])
+def test_average_gap_beats_gradient_ascent_and_fine_tune(mnist_dm, original_lenet, retrained_lenet, scenario):
+    pytest.importorskip("lightning_unlearn.evaluation")
+    dm, reference = mnist_dm(scenario), retrained_lenet(scenario)
+    gaps = {name: _gap(unlearn(original_lenet, dm, method=name), dm, reference) for name in ("GradientAscent", "UGradSL", "FineTune", "UGradSLPlus")}
+    assert gaps["UGradSL"] < gaps["GradientAscent"], gaps
+    assert gaps["UGradSLPlus"] < gaps["FineTune"], gaps
