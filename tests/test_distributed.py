@@ -29,6 +29,15 @@ METHOD, EPOCHS = "SU", "3"
 TOLERANCE = 0.03  # accuracy points
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost more than they give."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def _env() -> dict[str, str]:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     env.pop("LOCAL_RANK", None)

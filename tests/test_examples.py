@@ -13,14 +13,24 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost more than they give."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def test_own_lightning_module_with_one_callback_is_unlearned(tmp_path):
     source = (EXAMPLES / "own_model_callback.py").read_text()
-    training_part = source.split("# --- deletion request")[0]
+    training_part = source.split("\n    # --- deletion request")[0]
     assert "lightning_unlearn" not in training_part.split("class DigitNet")[1]  # the model and data are the user's own
     namespace = runpy.run_path(str(EXAMPLES / "own_model_callback.py"), run_name="example")
     assert namespace["DigitNet"].__module__ != "lightning_unlearn"

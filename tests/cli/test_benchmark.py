@@ -5,12 +5,22 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from lightning_unlearn.benchmark import REFERENCE, run_benchmark
 from lightning_unlearn.cli import main
 from lightning_unlearn.methods import available_methods
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter", "ignore:Found .* module\\(s\\) in eval mode")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost more than they give."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_benchmark_report_has_a_row_per_registered_method(tmp_path):
