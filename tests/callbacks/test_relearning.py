@@ -1,0 +1,44 @@
+"""RelearningProbe: runs the relearning test after unlearning, logs the curve, keeps a resumable result."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+
+from lightning_unlearn import ClassForget, UnlearningDataModule, create_method, make_trainer
+from lightning_unlearn.callbacks import RelearningProbe
+from lightning_unlearn.relearning import relearn
+
+
+def test_probe_records_the_relearning_curve(mnist_dm, original_lenet, tmp_path):
+    dm = mnist_dm("class")
+    probe = RelearningProbe(epochs=2, lr=1e-2, threshold=0.5)
+    method = create_method("GradientAscent", original_lenet, max_epochs=1, lr=2e-3)
+    logger = CSVLogger(tmp_path, name="run")
+    make_trainer(1, [probe], limit_val_batches=0, logger=logger).fit(method, datamodule=dm)
+
+    result = probe.result
+    assert result is not None and result.probe_split == "test_forget" and len(result.forget_accuracy) == 3
+    # Same curve as the relearning test run by hand on the unlearned model (deterministic, the model is unchanged).
+    direct = relearn(method.unlearned_model, dm, epochs=2, lr=1e-2, threshold=0.5)
+    assert result.forget_accuracy == pytest.approx(direct.forget_accuracy) and result.relearn_epochs == direct.relearn_epochs
+    assert probe.probe_time_s > 0
+    rows = [r for r in csv.DictReader(open(logger.log_dir + "/metrics.csv")) if r.get("relearn/forget_acc")]
+    assert [float(r["relearn/forget_acc"]) for r in rows] == pytest.approx(result.forget_accuracy)
+    restored = RelearningProbe(epochs=2, lr=1e-2, threshold=0.5)
+    restored.load_state_dict(probe.state_dict())
+    assert restored.result == result
+
+
+def test_probe_rejects_bad_configuration(original_lenet):
+    with pytest.raises(ValueError, match="`epochs` must be >= 1, got 0"):
+        RelearningProbe(epochs=0)
+    with pytest.raises(ValueError, match=r"`threshold` must be in \[0, 1\] or None, got 2"):
+        RelearningProbe(threshold=2)
+    no_new = UnlearningDataModule("mnist5k", forget=ClassForget(3), seed=0)
+    method = create_method("GradientAscent", original_lenet, max_epochs=1)
+    with pytest.raises(MisconfigurationException, match="RelearningProbe needs .* non-empty D_new"):
+        make_trainer(1, [RelearningProbe()], limit_val_batches=0).fit(method, datamodule=no_new)
