@@ -19,7 +19,8 @@ CLI=${CLI:-lightning-unlearn}
 mkdir -p "$WORK"
 
 echo "== 1. train the original classifier (PrototypeRecorder attached; final checkpoint to --output)"
-$CLI fit --config "$CONFIGS/fit.yaml" --data.dataset "$DATASET" --trainer.max_epochs "$EPOCHS" --output "$WORK/original.ckpt"
+$CLI fit --config "$CONFIGS/fit.yaml" --data.dataset "$DATASET" --trainer.max_epochs "$EPOCHS" \
+    --trainer.default_root_dir "$WORK" --output "$WORK/original.ckpt"
 
 echo "== 2. see the full configuration of a method before running it"
 $CLI unlearn --config "$CONFIGS/$METHOD.yaml" --method.checkpoint "$WORK/original.ckpt" --print_config > "$WORK/$METHOD.config.yaml"

@@ -49,7 +49,7 @@ def original_ckpt(workdir) -> Path:
     """`lightning-unlearn fit --config examples/configs/fit.yaml` on digits (PrototypeRecorder attached)."""
     path = workdir / "original.ckpt"
     main(["fit", "--config", str(CONFIGS / "fit.yaml"), "--data.dataset", "digits", "--trainer.max_epochs", "8",
-          "--model.lr", "0.004", "--output", str(path)])
+          "--model.lr", "0.004", "--trainer.default_root_dir", str(workdir), "--output", str(path)])
     return path
 
 
