@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -38,6 +40,33 @@ def soft_labels(logits: Tensor, labels: Tensor, top_k: int = 2) -> Tensor:
     return torch.zeros_like(z).scatter(1, classes, probs)
 
 
+def head_gradients(head: nn.Linear, embeddings: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
+    """Gradients of the mean cross-entropy ``CE(head(x), p)`` w.r.t. the head's weight and bias.
+
+    For a linear head and probability targets they are ``gᵀx`` and ``Σ g`` with
+    ``g = (softmax(head(x)) − p) / B``: computed directly, without autograd (3x faster on
+    the tiny head matrices, identical up to rounding).
+    """
+    logits = F.linear(embeddings, head.weight, head.bias)
+    residual = logits.softmax(dim=1).sub_(targets).div_(embeddings.shape[0])
+    return residual.T @ embeddings, residual.sum(dim=0)
+
+
+@contextlib.contextmanager
+def _single_thread(device: torch.device) -> Iterator[None]:
+    """One intra-op thread on the CPU: the head's matrices are tiny, and thread hand-offs would
+    cost far more than the arithmetic (30x slower on a busy 2-core machine)."""
+    if device.type != "cpu":
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 @register_method("PS")
 class PS(_OneShot):
     """Prototype Surgery: fine-tune only the head on the forget set relabelled with soft labels.
@@ -47,7 +76,8 @@ class PS(_OneShot):
     embeddings (and the original logits) are computed ONCE, in one no-grad eval-mode
     forward pass over D_f (BatchNorm in eval mode, autocast allowed); the head is then
     trained for ``epochs`` passes of mini-batches on the cached embeddings with
-    cross-entropy against the soft labels (one softmax). The whole request costs about one
+    cross-entropy against the soft labels (one softmax; its gradient w.r.t. the linear head
+    is computed in closed form, :func:`head_gradients`). The whole request costs about one
     forward pass over D_f. No retain data is used.
 
     Fitting with a Trainer performs everything in ``prepare_unlearning`` (no Trainer
@@ -150,19 +180,22 @@ class PS(_OneShot):
         self._timed(self._surgery, forget_loader)
 
     def _surgery(self, forget_loader: DataLoader) -> None:
-        embeddings, targets = self.cache_forget_set(forget_loader)
         hp = self.hparams
         head = self.anatomy.head
+        embeddings, targets = (t.to(head.weight.dtype) for t in self.cache_forget_set(forget_loader))
         optimizer = build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
         generator = torch.Generator().manual_seed(hp.seed)
         n, size = embeddings.shape[0], hp.head_batch_size
-        with torch.enable_grad():
+        with torch.no_grad(), _single_thread(embeddings.device):
             for _ in range(hp.epochs):
                 order = torch.randperm(n, generator=generator).to(embeddings.device)
                 for start in range(0, n, size):
                     batch = order[start : start + size]
-                    loss = F.cross_entropy(head(embeddings[batch]), targets[batch])
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
+                    head.weight.grad, grad_bias = head_gradients(head, embeddings[batch], targets[batch])
+                    if head.bias is not None:
+                        head.bias.grad = grad_bias
                     optimizer.step()
-                self.check_finite(loss.detach())
+                self.check_finite(head.weight.sum())
+        head.weight.grad = None
+        if head.bias is not None:
+            head.bias.grad = None
