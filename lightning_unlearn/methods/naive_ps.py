@@ -85,6 +85,7 @@ class _OneShot(UnlearningMethod):
         return None
 
     def configure_optimizers(self) -> Any:
+        # Only so that Lightning has an optimiser to set up: training_step never steps it.
         hp = self.hparams
         return build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
 
