@@ -19,6 +19,7 @@ per split, runtime, and the method's per-sample targets when it has any) to ``--
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 from pathlib import Path
@@ -34,10 +35,15 @@ def forget_spec(scenario: str, forget_class: int) -> ForgetSpec:
     return {"class": ClassForget(forget_class), "subclass": SubclassForget(forget_class, 0.1), "random": RandomForget(fraction=0.1)}[scenario]
 
 
+def _import(path: str) -> type:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
 def main() -> None:
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--checkpoint", required=True, help="Classifier checkpoint of the original model")
-    cli.add_argument("--method", default="SU", help="a registered method name")
+    cli.add_argument("--method", default="SU", help="a registered method name or a class path (my_package.MyMethod)")
     cli.add_argument("--dataset", default="mnist5k")
     cli.add_argument("--scenario", default="class", choices=["class", "subclass", "random"])
     cli.add_argument("--forget_class", type=int, default=3)
@@ -46,15 +52,17 @@ def main() -> None:
     cli.add_argument("--num_nodes", type=int, default=1)
     cli.add_argument("--strategy", default="ddp")
     cli.add_argument("--precision", default="32-true")
+    cli.add_argument("--batch_size", type=int, default=64, help="per-process batch (effective batch = devices × this)")
     cli.add_argument("--max_epochs", type=int, default=None, help="override the method's epoch budget")
     cli.add_argument("--output", default="runs/ddp")
     args = cli.parse_args()
 
     seed_everything(0, workers=True, verbose=False)
     dm = UnlearningDataModule(args.dataset, forget=forget_spec(args.scenario, args.forget_class), seed=0,
-                              new_fraction=0.1, ref_fraction=0.05, batch_size=64)
+                              new_fraction=0.1, ref_fraction=0.05, batch_size=args.batch_size)
     options = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
-    method = create_method(args.method, model=None, checkpoint=args.checkpoint, **options)  # architecture from the checkpoint
+    method_cls = _import(args.method) if "." in args.method else args.method
+    method = create_method(method_cls, model=None, checkpoint=args.checkpoint, **options)  # architecture from the checkpoint
     trainer = Trainer(
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
         precision=args.precision, max_epochs=max(method.hparams.max_epochs, 1), logger=False,
