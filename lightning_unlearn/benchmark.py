@@ -185,6 +185,7 @@ def run_benchmark(
     accelerator: str = "auto",
     devices: int = 1,
     precision: str = "32-true",
+    threads: int | None = None,
     overwrite: bool = True,
 ) -> BenchmarkResult:
     """Run every registered method (default arguments) on every scenario and write the report folder.
@@ -205,6 +206,8 @@ def run_benchmark(
         accelerator: Lightning accelerator of every training run.
         devices: devices per run (one process; multi-process runs go through ``lightning-unlearn unlearn``).
         precision: Lightning precision of the unlearning runs (e.g. ``bf16-mixed``).
+        threads: intra-op CPU threads (``torch.set_num_threads``; default: torch's). On a shared or
+            small CPU, 1 is often fastest for these small models.
         overwrite: replace an existing report folder.
 
     Returns:
@@ -234,12 +237,16 @@ def run_benchmark(
             f"`devices` must be 1 for the benchmark (one process per run), got {devices}. Run a method on several"
             " devices with `lightning-unlearn unlearn --trainer.devices N --trainer.strategy ddp`."
         )
+    if threads is not None and threads < 1:
+        raise ValueError(f"`threads` must be >= 1 or None, got {threads}.")
     out = Path(output)
     if out.exists() and not overwrite:
         raise ValueError(f"`output` {str(out)!r} exists; pass overwrite=True (--overwrite true) to replace it.")
 
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items() if k in _CONFIG_KEYS}
     config["methods"] = names
+    if threads is not None:
+        torch.set_num_threads(threads)
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     console = Console()
@@ -287,7 +294,7 @@ def run_benchmark(
 
 
 _CONFIG_KEYS = ("scenarios", "seeds", "dataset", "model", "original_epochs", "forget_class", "fraction", "relearn_epochs",
-                "max_epochs", "accelerator", "devices", "precision")
+                "max_epochs", "accelerator", "devices", "precision", "threads")
 
 
 def _datamodule(dataset: DatasetName, spec: ForgetSpec, seed: int) -> UnlearningDataModule:
