@@ -23,6 +23,7 @@ import statistics
 import tempfile
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -258,10 +259,12 @@ def run_benchmark(
         f"[bold]lightning-unlearn benchmark[/bold]: {model} on {dataset}, {len(names)} methods × {len(scenarios)}"
         f" scenarios × {len(seeds)} seed(s), reference: {REFERENCE}"
     )
-    with Progress(
+    with warnings.catch_warnings(), Progress(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=console, transient=False,
     ) as progress:
+        for message in _QUIET:  # Lightning's per-run notices would drown the progress display
+            warnings.filterwarnings("ignore", message=message)
         task = progress.add_task("starting", total=total)
         for seed in seeds:
             progress.update(task, description=f"seed {seed}: training the original {model}")
@@ -293,6 +296,7 @@ def run_benchmark(
     return result
 
 
+_QUIET = (".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*does not have many workers.*", ".*number of training batches.*")
 _CONFIG_KEYS = ("scenarios", "seeds", "dataset", "model", "original_epochs", "forget_class", "fraction", "relearn_epochs",
                 "max_epochs", "accelerator", "devices", "precision", "threads")
 
