@@ -54,10 +54,10 @@ class RandomLabel(UnlearningMethod):
         num_classes: int | None = None,
         head: str | None = None,
         optimizer: OptimizerName = "sgd",
-        lr: float = 0.01,
+        lr: float = 3e-4,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
-        max_epochs: int = 2,
+        max_epochs: int = 1,
         val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
     ) -> None:
