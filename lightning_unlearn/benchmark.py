@@ -511,7 +511,7 @@ def _summary_table(result: BenchmarkResult) -> Table:
     table = aggregate(result.records)
     n = len(result.config["seeds"])
     rich_table = Table(title="average gap to Retrain (%) · runtime (s)")
-    rich_table.add_column("method")
+    rich_table.add_column("method", no_wrap=True)
     for scenario in table:
         rich_table.add_column(f"{scenario} gap")
         rich_table.add_column(f"{scenario} s")

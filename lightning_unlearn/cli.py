@@ -198,14 +198,16 @@ class UnlearningCLI(LightningCLI):
         return parser
 
     def parse_arguments(self, parser: LightningArgumentParser, args: ArgsType) -> None:
-        if args is None or isinstance(args, list):
-            raw = list(sys.argv[1:] if args is None else args)
-            try:
-                args = resolve_method_args(raw)
-            except ValueError as err:
-                target = self._subcommand_parsers.get(raw[0], parser) if raw else parser
-                target.error(str(err))
-        super().parse_arguments(parser, args)
+        if args is not None and not isinstance(args, list):  # a dict or Namespace
+            super().parse_arguments(parser, args)
+            return
+        raw = list(sys.argv[1:] if args is None else args)
+        try:
+            resolved = resolve_method_args(raw)
+        except ValueError as err:
+            target = self._subcommand_parsers.get(raw[0], parser) if raw else parser
+            target.error(str(err))
+        self.config = parser.parse_args(resolved)
 
     # ----------------------------------------------------------- instantiation
     def before_instantiate_classes(self) -> None:
