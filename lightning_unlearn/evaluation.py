@@ -7,7 +7,6 @@ Each model (unlearned, original, reference) runs exactly one no-grad forward pas
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
 
 ROLES: tuple[str, ...] = ("unlearned", "original", "reference")
 DEFAULT_SPLITS: tuple[str, ...] = ("forget", "retain", "test", "test_forget", "test_retain")
+LOSS_MIA_SPLITS = 10
 KNOWN_SPLITS: tuple[str, ...] = ("train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref")
 
 
@@ -42,7 +42,7 @@ class ModelMetrics:
 
     accuracy: dict[str, float]
     unlearning_accuracy: float
-    class_accuracy: list[float]
+    class_accuracy: list[float | None]
     mia_efficacy: float | None = None
     loss_mia: dict[str, float] | None = None
 
@@ -215,14 +215,14 @@ def _model_metrics(outputs: dict[str, SplitOutputs], num_classes: int, mia: bool
     correct = (test.logits.argmax(1) == test.labels).double()
     counts = torch.bincount(test.labels, minlength=num_classes).double()
     hits = torch.bincount(test.labels, weights=correct, minlength=num_classes)
-    class_acc = [float(h / c) if c > 0 else math.nan for h, c in zip(hits, counts)]
+    class_acc = [float(h / c) if c > 0 else None for h, c in zip(hits, counts)]  # None: class absent from D_t
     metrics = ModelMetrics(accuracy, 1.0 - accuracy["forget"], class_acc)
     if mia:
         r, t, f = outputs["retain"], outputs["test"], outputs["forget"]
         metrics.mia_efficacy = float(mia_efficacy(r.logits, r.labels, t.logits, t.labels, f.logits, f.labels))
     if loss_split is not None:
         f, t = outputs["forget"], outputs[loss_split]
-        mean, std = loss_mia(f.logits, f.labels, t.logits, t.labels, f.indices, t.indices, seed=seed)
+        mean, std = loss_mia(f.logits, f.labels, t.logits, t.labels, f.indices, t.indices, n_splits=LOSS_MIA_SPLITS, seed=seed)
         metrics.loss_mia = {"mean": float(mean), "std": float(std)}
     return metrics
 
@@ -250,7 +250,7 @@ def evaluate(
             prototype similarity and prediction KL). Without it these are omitted, not estimated.
         mia: compute MIA-efficacy (SVC attack; needed for the average gap).
         loss_mia: compute the loss MIA (logistic regression; D_f vs D_tf for class-wise
-            forgetting, else D_f vs D_t; needs at least 20 samples in each).
+            forgetting, else D_f vs D_t; omitted, with a note, when either has fewer than 20 samples).
         splits: splits to score (default: forget, retain, test, and test_forget/test_retain
             when class-wise); must include forget, retain and test.
         relearning: relearning curve(s) to include (one result, or role → result).
@@ -283,9 +283,17 @@ def evaluate(
     anatomies = _check_models(models, datamodule.num_classes, head)
     chosen = _check_splits(datamodule, splits)
     loss_split = None
+    notes: list[str] = []
     if loss_mia:
         loss_split = "test_forget" if datamodule.has_split("test_forget") else "test"
-        if loss_split not in chosen:
+        smallest = min(len(datamodule.indices["forget"]), len(datamodule.split_targets(loss_split)))  # type: ignore[arg-type]
+        if smallest < 2 * LOSS_MIA_SPLITS:
+            notes.append(
+                f"Loss MIA omitted: it needs at least {2 * LOSS_MIA_SPLITS} samples in D_f and in the comparison split,"
+                f" got {smallest}."
+            )
+            loss_split = None
+        elif loss_split not in chosen:
             chosen.append(loss_split)
     # One forward pass per split per model; every metric below reuses these outputs. D_tf and D_tr
     # are subsets of D_t: they are sliced from the test outputs instead of being run again.
@@ -304,6 +312,7 @@ def evaluate(
         models={r: _model_metrics(o, datamodule.num_classes, mia, loss_split, seed) for r, o in outputs.items()},
         loss_mia_split=loss_split,
         runtime_s=runtime_s,
+        notes=notes,
     )
     if original is not None:
         report.parameter_change = parameter_change(unlearned, original, head=anatomies["unlearned"].head_name)

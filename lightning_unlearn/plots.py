@@ -133,7 +133,7 @@ def plot_class_accuracy(report: UnlearningReport, path: Path) -> Path:
     """Test accuracy per class; the forgotten classes are shaded."""
     fig, ax = _figure()
     classes = list(range(report.num_classes))
-    _grouped_bars(ax, [str(c) for c in classes], {r: [100 * a for a in m.class_accuracy] for r, m in report.models.items()})
+    _grouped_bars(ax, [str(c) for c in classes], {r: [math.nan if a is None else 100 * a for a in m.class_accuracy] for r, m in report.models.items()})
     for c in report.forget_classes or []:
         ax.axvspan(c - 0.45, c + 0.45, color="#ffdd57", alpha=0.35, zorder=0)
     ax.set_xlabel("class (shaded: forgotten)")

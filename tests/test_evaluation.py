@@ -84,3 +84,13 @@ def test_evaluate_rejects_bad_input(mnist_dm, original_lenet, ga_class):
         evaluate(ga_class, dm, original=torch.zeros(3))  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="`splits` must include 'retain'"):
         evaluate(ga_class, dm, splits=("forget", "test"))
+
+
+def test_tiny_forget_set_omits_loss_mia_with_a_note(ga_class):
+    from lightning_unlearn import IndexForget
+
+    dm = UnlearningDataModule("mnist5k", forget=IndexForget([0, 1, 2, 3, 4]), seed=0)
+    report = evaluate(ga_class, dm)
+    assert report.unlearned.loss_mia is None and report.loss_mia_split is None
+    assert "Loss MIA omitted" in report.notes[0] and "got 5" in report.notes[0]
+    assert report.unlearned.mia_efficacy is not None and report.splits == ["forget", "retain", "test"]
