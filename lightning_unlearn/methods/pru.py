@@ -82,7 +82,7 @@ class PRU(SoftTargetMethod):
         - The classifier phase trains the head on cached embeddings (identical maths, since E is frozen
           and BatchNorm is in eval mode, one forward over D_f instead of one per step).
         - ``f`` is each sample's own label, so PRU also serves sub-class and random forgetting.
-        - Defaults (Adam, lr 3e-4 for E, 1e-3 for C, 4 epochs, unit loss weights) were tuned on
+        - Defaults (Adam, lr 1e-4 for E, 1e-3 for C, 6 epochs, unit loss weights) were tuned on
           MNIST-5k/LeNet-5; the paper's per-dataset rates are in its supplement.
 
     Args:
@@ -110,7 +110,7 @@ class PRU(SoftTargetMethod):
 
     Example:
         >>> from lightning_unlearn.models import LeNet5
-        >>> method = PRU(LeNet5(), lr=3e-4, head_lr=1e-3, max_epochs=2)
+        >>> method = PRU(LeNet5(), lr=1e-4, head_lr=1e-3, max_epochs=2)
     """
 
     data_need = "forget"
@@ -123,10 +123,10 @@ class PRU(SoftTargetMethod):
         num_classes: int | None = None,
         head: str | None = None,
         optimizer: OptimizerName = "adam",
-        lr: float = 3e-4,
+        lr: float = 1e-4,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
-        max_epochs: int = 4,
+        max_epochs: int = 6,
         val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
         head_lr: float = 1e-3,
