@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from torch import nn
@@ -93,3 +96,52 @@ def test_head_not_found_and_bad_arguments():
         PrototypeRecorder(num_classes=1)
     with pytest.raises(ValueError, match="Inconsistent recording"):
         PrototypeRecording(torch.zeros(C, E + 1), torch.zeros(C, E), torch.zeros(E + 1, E + 1))
+
+
+DDP_SCRIPT = """
+import sys, torch, warnings, logging
+warnings.filterwarnings("ignore"); logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+from torch import nn
+from torch.utils.data import TensorDataset
+from lightning_unlearn import Classifier, IndexForget, UnlearningDataModule, make_trainer
+from lightning_unlearn.callbacks import PrototypeRecorder
+from lightning_unlearn.methods import NaivePS, PS
+OUT = sys.argv[2]
+E, C, N = 6, 3, 101   # odd N: DistributedSampler would pad one duplicate
+gen = torch.Generator().manual_seed(0)
+x = torch.randn(N, E, generator=gen); y = (x[:, :C]).argmax(1)
+dm = UnlearningDataModule.from_datasets(TensorDataset(x, y), TensorDataset(x[:30], y[:30]), IndexForget([1, 4, 7, 9, 50]), num_classes=C, batch_size=16)
+rec = PrototypeRecorder()
+torch.manual_seed(0)
+clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C, optimizer="sgd", lr=0.1)
+kw = dict(accelerator="cpu", devices=int(sys.argv[1]), strategy="ddp" if sys.argv[1] == "2" else "auto", limit_val_batches=0)
+if sys.argv[1] == "1":
+    make_trainer(1, [rec], accelerator="cpu", devices=1, limit_val_batches=0).fit(clf, datamodule=dm)
+    torch.save({"clf": clf.state_dict(), "rec": rec.recording.to_dict()}, OUT + "/trained.pt")
+from lightning_unlearn.callbacks import PrototypeRecording
+saved = torch.load(OUT + "/trained.pt", weights_only=False)
+clf.load_state_dict(saved["clf"]); rec._recording = PrototypeRecording.from_dict(saved["rec"])
+layout = PrototypeRecorder()  # G recorded under this run's process layout (the backbone is the identity)
+make_trainer(1, [layout], **kw).fit(Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C), datamodule=dm)
+m = NaivePS(clf, recording=rec.recording.copy(), ridge=0.0)
+make_trainer(1, **kw).fit(m, datamodule=dm)
+p = PS(clf)
+tr = make_trainer(1, **kw); tr.fit(p, datamodule=dm)
+if tr.global_rank == 0:
+    torch.save({"gram": layout.recording.gram, "naive": m.model.model[1].weight.detach(), "removed": m.recording.removed, "ps": p.model.model[1].weight.detach()}, OUT + f"/out{sys.argv[1]}.pt")
+"""
+
+
+def test_ddp_gram_and_surgery_equal_single_process(tmp_path):
+    """2 gloo processes, 101 samples (DistributedSampler would pad one): G counts every sample once,
+    and NaivePS / PS unlearn the same trained model exactly as one process does."""
+    script = tmp_path / "ddp_prototype_surgery.py"
+    script.write_text(DDP_SCRIPT)
+    for devices in ("1", "2"):
+        done = subprocess.run([sys.executable, str(script), devices, str(tmp_path)], capture_output=True, text=True,
+                              timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+    one, two = (torch.load(tmp_path / f"out{d}.pt") for d in ("1", "2"))
+    for key in ("gram", "naive", "ps"):
+        torch.testing.assert_close(two[key], one[key], rtol=0, atol=1e-10, msg=key)
+    assert one["gram"][-1, -1].item() == 101 and torch.equal(one["removed"], two["removed"])
