@@ -53,13 +53,13 @@ class NegGradPlus(MixedGradientMethod):
         num_classes: int | None = None,
         head: str | None = None,
         optimizer: OptimizerName = "sgd",
-        lr: float = 0.01,
+        lr: float = 3e-3,
         weight_decay: float = 5e-4,
         momentum: float = 0.9,
-        max_epochs: int = 2,
+        max_epochs: int = 1,
         val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
-        retain_weight: float = 0.7,
+        retain_weight: float = 0.98,
     ) -> None:
         super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
         if not isinstance(retain_weight, (int, float)) or not 0.0 <= retain_weight <= 1.0:

@@ -95,7 +95,8 @@ class UGradSL(MixedGradientMethod):
     Deviations:
         - The batch losses are means, not sums (Eq. 8 sums), so ``lr`` does not scale with the batch size.
         - The distance ``d`` (undefined in the paper) is ``(1 − cos)/2`` on the penultimate embeddings,
-          and ``α_i`` is negative (``−c_i/|B_f|``; the algorithm listing omits the sign) - SPEC.md.
+          and ``α_i`` is negative (the algorithm listing omits the sign) - SPEC.md. ``α_i = −c_i/|B_r|``:
+          SPEC.md's ``|B_f|`` for equal batches, and still in [−1, 0] when a split's last batch is short.
         - Retain and forget batches go through ONE forward/backward (concatenated); with BatchNorm
           the batch statistics are those of the mixed batch.
 
@@ -186,13 +187,13 @@ class UGradSLPlus(MixedGradientMethod):
         num_classes: int | None = None,
         head: str | None = None,
         optimizer: OptimizerName = "sgd",
-        lr: float = 0.01,
+        lr: float = 3e-3,
         weight_decay: float = 5e-4,
         momentum: float = 0.9,
-        max_epochs: int = 2,
+        max_epochs: int = 1,
         val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
-        p: float = 0.7,
+        p: float = 0.98,
         alpha: float | None = None,
         beta: float = 0.1,
     ) -> None:
