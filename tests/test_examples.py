@@ -45,7 +45,7 @@ def test_own_lightning_module_with_one_callback_is_unlearned(tmp_path):
 def test_cli_walkthrough_runs(tmp_path):
     cli = Path(sys.executable).with_name("lightning-unlearn")
     command = [str(cli)] if cli.exists() else [sys.executable, "-m", "lightning_unlearn.cli"]
-    env = dict(os.environ, EPOCHS="2", DATASET="digits", CLI=" ".join(command), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    env = dict(os.environ, EPOCHS="1", DATASET="digits", CLI=" ".join(command), OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
     proc = subprocess.run(["bash", str(EXAMPLES / "cli_walkthrough.sh"), str(tmp_path / "work")], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"--- stdout\n{proc.stdout[-3000:]}\n--- stderr\n{proc.stderr[-3000:]}"
