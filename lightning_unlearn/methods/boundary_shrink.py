@@ -128,4 +128,4 @@ class BoundaryShrink(UnlearningMethod):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         if "boundary_shrink_neighbours" in checkpoint:
-            self.neighbour_table = checkpoint["boundary_shrink_neighbours"]
+            self.neighbour_table = checkpoint["boundary_shrink_neighbours"].to(self.device)

@@ -169,5 +169,5 @@ class SalUn(UnlearningMethod):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         super().on_load_checkpoint(checkpoint)
         if "salun" in checkpoint:
-            self.masks = checkpoint["salun"]["masks"]
-            self.frozen_values = checkpoint["salun"]["frozen_values"]
+            self.masks = [m.to(self.device) for m in checkpoint["salun"]["masks"]]
+            self.frozen_values = [v.to(self.device) for v in checkpoint["salun"]["frozen_values"]]
