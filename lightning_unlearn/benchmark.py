@@ -442,8 +442,10 @@ def _plots(folder: Path, table: dict[str, dict[str, dict[str, Any]]]) -> list[st
         curves = {m: r["relearning"] for m, r in rows.items() if r.get("relearning")}
         if curves:
             fig, ax = plt.subplots(figsize=(7, 4.5))
-            for method, curve in sorted(curves.items()):
-                style = {"color": "black", "linewidth": 2.5} if method == REFERENCE else {}
+            palette = plt.get_cmap("tab20")
+            for i, (method, curve) in enumerate(sorted(curves.items())):
+                style = ({"color": "black", "linewidth": 2.5} if method == REFERENCE
+                         else {"color": palette(i % 20), "linestyle": ("-", "--", ":")[i % 3]})
                 ax.plot(range(len(curve)), [100 * v for v in curve], marker="o", markersize=3, label=method, **style)
             ax.set_xlabel("relearning epoch (fine-tuning on D_new, retained classes)")
             ax.set_ylabel("forget accuracy (%)")
