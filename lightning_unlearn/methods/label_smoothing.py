@@ -67,14 +67,13 @@ def gls_cross_entropy(
 
 @torch.no_grad()
 def adaptive_smoothing_rate(retain_embeddings: Tensor, forget_embeddings: Tensor, beta: float) -> Tensor:
-    """The self-adaptive NLS rate ``α_i = −c_i/|B_r|`` of every forget sample (SPEC.md, UGradSL).
+    """The self-adaptive NLS rate ``α_i = −c_i/|B_f|`` of every forget sample (SPEC.md, UGradSL).
 
     ``d(z_r, z_f) = (1 − cos(e_r, e_f))/2 ∈ [0, 1]`` on the penultimate embeddings, and
     ``c_i`` counts the retain samples of the paired batch with ``d < β``: a forget sample in a
-    dense retain neighbourhood gets a stronger (more negative) smoothing rate. SPEC.md divides
-    by ``|B_f|``, the same number for the equal-size batches it assumes; dividing by ``|B_r|``
-    keeps ``α_i ∈ [−1, 0]`` also when the last batch of a split is smaller (a short forget
-    batch paired with a full retain batch would otherwise get ``α < −1``).
+    dense retain neighbourhood gets a stronger (more negative) smoothing rate. ``α_i ∈ [−1, 0]``
+    for batches of equal size (SPEC.md); a short last forget batch paired with a full retain
+    batch can get ``α_i < −1`` (as SPEC.md's formula gives).
 
     Args:
         retain_embeddings: ``(B_r, E)`` embeddings of the retain batch.
@@ -82,7 +81,7 @@ def adaptive_smoothing_rate(retain_embeddings: Tensor, forget_embeddings: Tensor
         beta: distance threshold in ``[0, 1]``.
 
     Returns:
-        ``(B_f,)`` rates in ``[−1, 0]``, no gradient.
+        ``(B_f,)`` rates in ``[−B_r/B_f, 0]`` (``[−1, 0]`` for batches of equal size), no gradient.
 
     Example:
         >>> e = torch.eye(3)
@@ -93,4 +92,4 @@ def adaptive_smoothing_rate(retain_embeddings: Tensor, forget_embeddings: Tensor
     ef = F.normalize(forget_embeddings.detach().float().flatten(1), dim=1)
     distance = (1.0 - ef @ er.T) / 2.0  # (B_f, B_r)
     counts = (distance < beta).sum(dim=1).float()
-    return -counts / max(er.shape[0], 1)
+    return -counts / max(ef.shape[0], 1)

@@ -95,8 +95,7 @@ class UGradSL(MixedGradientMethod):
     Deviations:
         - The batch losses are means, not sums (Eq. 8 sums), so ``lr`` does not scale with the batch size.
         - The distance ``d`` (undefined in the paper) is ``(1 − cos)/2`` on the penultimate embeddings,
-          and ``α_i`` is negative (the algorithm listing omits the sign) - SPEC.md. ``α_i = −c_i/|B_r|``:
-          SPEC.md's ``|B_f|`` for equal batches, and still in [−1, 0] when a split's last batch is short.
+          and ``α_i = −c_i/|B_f|`` is negative (the algorithm listing omits the sign) - SPEC.md.
         - Retain and forget batches go through ONE forward/backward (concatenated); with BatchNorm
           the batch statistics are those of the mixed batch.
 

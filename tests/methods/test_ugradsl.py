@@ -40,7 +40,7 @@ def test_adaptive_rate_counts_close_retain_neighbours():
     retain = torch.tensor([[1.0, 0.01], [2.0, 0.0], [0.0, 3.0], [-1.0, 0.0]])
     # d = (1 - cos)/2: forget 0 is close to retain 0 and 1, forget 1 to retain 2; retain 3 is opposite (d = 1).
     alpha = adaptive_smoothing_rate(retain, forget, beta=0.05)
-    assert alpha.tolist() == [-0.5, -0.25]  # c = [2, 1] over |B_r| = 4: always in [-1, 0]
+    assert alpha.tolist() == [-1.0, -0.5]  # c = [2, 1] over |B_f| = 2 (SPEC.md)
     assert adaptive_smoothing_rate(retain, forget, beta=0.0).tolist() == [0.0, 0.0]
 
 
