@@ -19,7 +19,8 @@ BASELINES = ["NegGradPlus", "RandomLabel", "BoundaryShrink", "BoundaryExpanding"
 
 # Highest forget accuracy accepted after class-wise unlearning with DEFAULT arguments. SCRUB only
 # partly forgets a whole class (as in the UGradSL paper's Table 1: UA 30% on CIFAR-100).
-MAX_FORGET_ACC = {"SCRUB": 0.9}
+MAX_FORGET_ACC = {"SCRUB": 0.95}
+MIN_DROP = {"SCRUB": 0.05}
 
 
 @pytest.mark.parametrize("name", BASELINES)
@@ -27,7 +28,7 @@ def test_baseline_unlearns_with_defaults(mnist_dm, original_lenet, name):
     dm = mnist_dm("class")
     before = split_accuracies(original_lenet, dm)
     after = split_accuracies(unlearn(original_lenet, dm, method=name), dm)
-    assert after["forget"] < min(MAX_FORGET_ACC.get(name, 0.3), before["forget"] - 0.08), (before, after)
+    assert after["forget"] < min(MAX_FORGET_ACC.get(name, 0.3), before["forget"] - MIN_DROP.get(name, 0.3)), (before, after)
     assert after["retain"] > 0.75, (before, after)
 
 
@@ -64,7 +65,7 @@ def test_scrub_phases_follow_the_schedule(mnist_dm, original_lenet):
     assert method.phase_log == expected
     assert method.trainer.current_epoch == 5  # the schedule's length, not the Trainer's max_epochs
     assert all(not p.requires_grad for p in method.teacher.parameters())
-    assert torch.equal(method.teacher.fc.weight, original_lenet.model.fc.weight)
+    assert all(torch.equal(v, original_lenet.state_dict()[k]) for k, v in method.teacher.state_dict().items())
 
 
 def test_boundary_expanding_prunes_the_shadow_unit(mnist_dm, original_lenet):
@@ -74,9 +75,9 @@ def test_boundary_expanding_prunes_the_shadow_unit(mnist_dm, original_lenet):
     shadow_before = BoundaryExpanding(original_lenet).shadow_weight
     assert not torch.equal(method.shadow_weight.detach(), shadow_before.detach())  # the shadow unit was trained
     model = method.unlearned_model
-    assert type(model) is type(original_lenet.model)
+    assert type(model) is type(original_lenet)
     shapes = {k: v.shape for k, v in model.state_dict().items()}
-    assert shapes == {k: v.shape for k, v in original_lenet.model.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in original_lenet.state_dict().items()}
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
     assert split_accuracies(model, dm)["forget"] < 0.3
 
