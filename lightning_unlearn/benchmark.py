@@ -187,6 +187,7 @@ def run_benchmark(
     devices: int = 1,
     precision: str = "32-true",
     threads: int | None = None,
+    stopping: bool = True,
     overwrite: bool = True,
 ) -> BenchmarkResult:
     """Run every registered method (default arguments) on every scenario and write the report folder.
@@ -209,6 +210,10 @@ def run_benchmark(
         precision: Lightning precision of the unlearning runs (e.g. ``bf16-mixed``).
         threads: intra-op CPU threads (``torch.set_num_threads``; default: torch's). On a shared or
             small CPU, 1 is often fastest for these small models.
+        stopping: attach SPEC.md's stopping rule to every method that trains for epochs:
+            class-wise, stop once the forget accuracy reaches 0 (:class:`ForgetAccuracyStop`);
+            sub-class and random, stop once it is at most the accuracy on the held-out D_ref
+            (:class:`ReferenceAccuracyStop`), the retrained model's behaviour on unseen data.
         overwrite: replace an existing report folder.
 
     Returns:
@@ -285,7 +290,8 @@ def run_benchmark(
                 for name in names:
                     progress.update(task, description=f"seed {seed} · {scenario}: {name}")
                     records.append(_run_method(name, scenario, seed, original, reference, dm, recorders, max_epochs,
-                                               {**trainer_kwargs, "precision": precision}, relearn_epochs, console))
+                                               {**trainer_kwargs, "precision": precision}, relearn_epochs, console,
+                                               stopping))
                     progress.advance(task)
     wall = time.perf_counter() - start
     config["wall_time_s"] = round(wall, 2)
@@ -298,7 +304,7 @@ def run_benchmark(
 
 _QUIET = (".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*does not have many workers.*", ".*number of training batches.*")
 _CONFIG_KEYS = ("scenarios", "seeds", "dataset", "model", "original_epochs", "forget_class", "fraction", "relearn_epochs",
-                "max_epochs", "accelerator", "devices", "precision", "threads")
+                "max_epochs", "accelerator", "devices", "precision", "threads", "stopping")
 
 
 def _datamodule(dataset: DatasetName, spec: ForgetSpec, seed: int) -> UnlearningDataModule:
@@ -319,6 +325,7 @@ def _run_method(
     trainer_kwargs: dict[str, Any],
     relearn_epochs: int,
     console: Console,
+    stopping: bool = True,
 ) -> RunRecord:
     options: dict[str, Any] = {"seed": seed, **_method_inputs(name, recorders)}
     if max_epochs is not None:  # a cap: a method whose default budget is smaller (e.g. 0 for closed forms) keeps it
@@ -326,12 +333,33 @@ def _run_method(
         options["max_epochs"] = min(int(default), max_epochs)
     try:
         method = create_method(name, original, **options)
-        unlearned = unlearn(original, dm, method=method, trainer_kwargs=dict(trainer_kwargs))
+        callbacks = stopping_rules(scenario) if stopping and method.hparams.max_epochs > 0 else None
+        if callbacks:
+            trainer_kwargs = {**trainer_kwargs, **check_interval(method, dm)}
+        unlearned = unlearn(original, dm, method=method, callbacks=callbacks, trainer_kwargs=dict(trainer_kwargs))
         return _score(scenario, seed, name, unlearned, method.runtime_s, dm, original, reference, relearn_epochs)
     except Exception as err:  # a failing method is reported as a failed row, never hidden
         console.print(f"[red]{name} failed on {scenario} (seed {seed}):[/red] {type(err).__name__}: {err}")
         logging.getLogger(__name__).debug(traceback.format_exc())
         return RunRecord(scenario, seed, name, error=f"{type(err).__name__}: {err}")
+
+
+def stopping_rules(scenario: str) -> list[Callback]:
+    """SPEC.md's stopping rule for a scenario: forget accuracy 0 (class-wise) or at most Acc(D_ref) (instance-wise)."""
+    from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop
+
+    return [ForgetAccuracyStop(target=0.0, verbose=False)] if scenario == "class" else [ReferenceAccuracyStop(verbose=False)]
+
+
+def check_interval(method: Any, dm: UnlearningDataModule, checks_per_pass: int = 8) -> dict[str, Any]:
+    """Trainer arguments that evaluate the stopping rule about ``checks_per_pass`` times per pass over the data.
+
+    Ascent-type methods can collapse within one epoch, so a rule checked only at epoch ends stops
+    too late; a stop signalled mid-epoch ends training at that step.
+    """
+    split = "forget" if method.data_need == "forget" else "retain"
+    steps = math.ceil(len(dm.indices[split]) / dm.batch_size)
+    return {"val_check_interval": max(1, steps // checks_per_pass), "check_val_every_n_epoch": None}
 
 
 def _score(

@@ -84,3 +84,23 @@ def test_benchmark_rejects_bad_options(tmp_path):
     with pytest.raises(ValueError, match="exists; pass overwrite=True"):
         run_benchmark(output=str(tmp_path / "exists"), overwrite=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]
+
+
+def test_benchmark_attaches_the_scenario_stopping_rule(original_lenet, mnist_dm):
+    from lightning_unlearn.benchmark import check_interval, stopping_rules
+    from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop
+    from lightning_unlearn.methods import GradientAscent, UGradSLPlus
+
+    assert isinstance(stopping_rules("class")[0], ForgetAccuracyStop)
+    assert all(isinstance(stopping_rules(s)[0], ReferenceAccuracyStop) for s in ("subclass", "random"))
+    dm = mnist_dm("random")  # 340 forget samples at batch 64: 6 steps a pass; 3,060 retain samples: 48 steps
+    assert check_interval(GradientAscent(original_lenet), dm) == {"val_check_interval": 1, "check_val_every_n_epoch": None}
+    assert check_interval(UGradSLPlus(original_lenet), dm)["val_check_interval"] == 48 // 8
+    # Gradient ascent on a random 10% runs away without the rule; with it, it stops mid-run.
+    method = GradientAscent(original_lenet, max_epochs=6)
+    rule = stopping_rules("random")
+    from lightning_unlearn import split_accuracies, unlearn
+
+    unlearn(original_lenet, dm, method=method, callbacks=rule, trainer_kwargs=check_interval(method, dm))
+    assert rule[0].stopped_epoch is not None and method.current_epoch < 5
+    assert split_accuracies(method.unlearned_model, dm)["test"] > 0.5
