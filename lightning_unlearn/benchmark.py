@@ -251,8 +251,22 @@ def run_benchmark(
 
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items() if k in _CONFIG_KEYS}
     config["methods"] = names
+    previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
+    try:
+        return _run_all(out, scenarios, names, seeds, dataset, model, original_epochs, forget_class, fraction,
+                        relearn_epochs, max_epochs, accelerator, devices, precision, stopping, overwrite, config)
+    finally:
+        torch.set_num_threads(previous_threads)  # a library call must not change the caller's thread count
+
+
+def _run_all(
+    out: Path, scenarios: tuple[Scenario, ...], names: list[str], seeds: tuple[int, ...], dataset: DatasetName,
+    model: ModelName, original_epochs: int, forget_class: int, fraction: float, relearn_epochs: int,
+    max_epochs: int | None, accelerator: str, devices: int, precision: str, stopping: bool, overwrite: bool,
+    config: dict[str, Any],
+) -> BenchmarkResult:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
     logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
     console = Console()

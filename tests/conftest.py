@@ -20,7 +20,8 @@ from lightning_unlearn import (
 )
 from lightning_unlearn.data import ForgetSpec
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+THREADS = min(2, os.cpu_count() or 1)
+torch.set_num_threads(THREADS)
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
 logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
 
@@ -34,6 +35,13 @@ SCENARIOS: dict[str, ForgetSpec] = {
     "random128": RandomForget(count=128),
     "random512": RandomForget(count=512),
 }
+
+
+@pytest.fixture(autouse=True)
+def _fixed_thread_count():
+    """Every test starts with the same intra-op thread count, so results do not depend on test order."""
+    torch.set_num_threads(THREADS)
+    yield
 
 
 def make_datamodule(forget: ForgetSpec, **kwargs) -> UnlearningDataModule:

@@ -135,7 +135,7 @@ class UGradSL(MixedGradientMethod):
         max_epochs: int = 2,
         val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
-        p: float = 0.6,
+        p: float = 0.8,
         alpha: float | None = None,
         beta: float = 0.1,
     ) -> None:
