@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lightning.pytorch.utilities.combined_loader import CombinedLoader
+
 import torch
 from lightning.pytorch import Callback
 from rich.console import Console
@@ -371,8 +373,10 @@ def check_interval(method: Any, dm: UnlearningDataModule, checks_per_pass: int =
     Ascent-type methods can collapse within one epoch, so a rule checked only at epoch ends stops
     too late; a stop signalled mid-epoch ends training at that step.
     """
-    split = "forget" if method.data_need == "forget" else "retain"
-    steps = math.ceil(len(dm.indices[split]) / dm.batch_size)
+    loader = method.unlearning_dataloader(dm)  # what the method trains on: D_f, D_r, a layer, or both combined
+    if isinstance(loader, CombinedLoader):
+        iter(loader)  # a CombinedLoader knows its (mode-dependent) length only once iterated
+    steps = len(loader)
     return {"val_check_interval": max(1, steps // checks_per_pass), "check_val_every_n_epoch": None}
 
 

@@ -89,13 +89,14 @@ def test_benchmark_rejects_bad_options(tmp_path):
 def test_benchmark_attaches_the_scenario_stopping_rule(original_lenet, mnist_dm):
     from lightning_unlearn.benchmark import check_interval, stopping_rules
     from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop
-    from lightning_unlearn.methods import GradientAscent, UGradSLPlus
+    from lightning_unlearn.methods import GradientAscent, UGradSL, UGradSLPlus
 
     assert isinstance(stopping_rules("class")[0], ForgetAccuracyStop)
     assert all(isinstance(stopping_rules(s)[0], ReferenceAccuracyStop) for s in ("subclass", "random"))
     dm = mnist_dm("random")  # 340 forget samples at batch 64: 6 steps a pass; 3,060 retain samples: 48 steps
     assert check_interval(GradientAscent(original_lenet), dm) == {"val_check_interval": 1, "check_val_every_n_epoch": None}
-    assert check_interval(UGradSLPlus(original_lenet), dm)["val_check_interval"] == 48 // 8
+    assert check_interval(UGradSLPlus(original_lenet), dm)["val_check_interval"] == 48 // 8  # an epoch is a pass over D_r
+    assert check_interval(UGradSL(original_lenet), dm)["val_check_interval"] == 1  # an epoch is a pass over D_f
     # Gradient ascent on a random 10% runs away without the rule; with it, it stops mid-run.
     method = GradientAscent(original_lenet, max_epochs=6)
     rule = stopping_rules("random")
