@@ -43,7 +43,7 @@ def relearn(
     datamodule: UnlearningDataModule,
     epochs: int = 10,
     lr: float = 1e-3,
-    momentum: float = 0.0,
+    momentum: float = 0.9,
     batch_size: int = 64,
     threshold: float | None = None,
     seed: int = 0,
@@ -55,7 +55,8 @@ def relearn(
         datamodule: needs a non-empty D_new (``new_fraction > 0``).
         epochs: relearning epochs (SPEC.md default 10).
         lr: SGD learning rate (SPEC.md default 1e-3).
-        momentum: SGD momentum.
+        momentum: SGD momentum (default 0.9: PRU paper §5.1 keeps every setting of the original
+            training other than the learning rate, and the original is trained with momentum 0.9).
         batch_size: relearning batch size.
         threshold: forget accuracy that counts as "recovered"; ``relearn_epochs`` is the
             first epoch reaching it (``None`` when it never does).

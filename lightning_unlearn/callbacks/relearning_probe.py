@@ -27,7 +27,7 @@ class RelearningProbe(Callback):
     Args:
         epochs: relearning epochs (SPEC default 10).
         lr: SGD learning rate (SPEC default 1e-3).
-        momentum: SGD momentum.
+        momentum: SGD momentum (default 0.9, as in the PRU paper's relearning test).
         batch_size: relearning batch size.
         threshold: forget accuracy that counts as recovered (``None``: no relearn time).
         seed: seed of the relearning shuffles.
@@ -50,7 +50,7 @@ class RelearningProbe(Callback):
         self,
         epochs: int = 10,
         lr: float = 1e-3,
-        momentum: float = 0.0,
+        momentum: float = 0.9,
         batch_size: int = 64,
         threshold: float | None = None,
         seed: int = 0,

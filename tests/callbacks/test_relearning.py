@@ -42,3 +42,12 @@ def test_probe_rejects_bad_configuration(original_lenet):
     method = create_method("GradientAscent", original_lenet, max_epochs=1)
     with pytest.raises(MisconfigurationException, match="RelearningProbe needs .* non-empty D_new"):
         make_trainer(1, [RelearningProbe()], limit_val_batches=0).fit(method, datamodule=no_new)
+
+
+def test_relearning_defaults_to_the_papers_momentum(mnist_dm, original_lenet):
+    """PRU §5.1: the probe keeps the original training's SGD momentum (0.9); only the lr changes."""
+    dm = mnist_dm("class")
+    default = relearn(original_lenet, dm, epochs=3).forget_accuracy
+    assert default == relearn(original_lenet, dm, epochs=3, momentum=0.9).forget_accuracy
+    assert default != relearn(original_lenet, dm, epochs=3, momentum=0.0).forget_accuracy
+    assert RelearningProbe().momentum == 0.9
