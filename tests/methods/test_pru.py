@@ -1,13 +1,14 @@
-"""PRU on MNIST-5k / LeNet-5: cluster losses, real freezing in both phases, forgetting, relearning resistance."""
+"""PRU on MNIST-5k / LeNet-5: cluster losses, real freezing in both phases, forgetting, the relearning test."""
 
 from __future__ import annotations
 
 import pytest
 import torch
-from lightning.pytorch import Callback
+from lightning.pytorch import Callback, seed_everything
 
-from lightning_unlearn import split_accuracies, unlearn
-from lightning_unlearn.methods import get_method
+from lightning_unlearn import Classifier, create_method, make_trainer, split_accuracies, unlearn
+from lightning_unlearn.benchmark import check_interval
+from lightning_unlearn.callbacks import ForgetAccuracyStop
 from lightning_unlearn.methods.pru import PRU, cluster_losses
 from lightning_unlearn.models.anatomy import HeadNotFoundError
 from lightning_unlearn.relearning import relearn
@@ -38,7 +39,7 @@ def _split(method, params):
     return [q for p, q in named if id(p) in head], [q for p, q in named if id(p) not in head]
 
 
-def test_pru_freezes_forgets_and_resists_relearning(mnist_dm, original_lenet) -> None:
+def test_pru_freezes_each_part_and_forgets_a_class(mnist_dm, original_lenet) -> None:
     dm = mnist_dm("class")
     method = PRU(original_lenet)
     checks: list[bool] = []
@@ -67,16 +68,34 @@ def test_pru_freezes_forgets_and_resists_relearning(mnist_dm, original_lenet) ->
     print("PRU", acc, "original D_tr", before)
     assert acc["test_forget"] <= 0.02 and acc["test_retain"] >= before - 0.05, acc
 
-    # Relearning probe (fine-tune on D_new restricted to retained classes) vs boundary shifting.
-    baseline = "RandomLabel"
-    get_method(baseline)  # registered by the UGradSL issue
-    shifted = unlearn(original_lenet, dm, method=baseline)
-    curves = {name: relearn(model, dm, epochs=5).forget_accuracy for name, model in (("PRU", pru_model), (baseline, shifted))}
+
+@pytest.fixture(scope="module")
+def sgd_lenet(mnist_dm):
+    """The PRU paper's original-model recipe (§5.1): SGD, momentum 0.9, lr 0.01, batch 64, 10 epochs."""
+    seed_everything(0, verbose=False)
+    model = Classifier("lenet5", optimizer="sgd", lr=0.01, momentum=0.9)
+    make_trainer(10, limit_val_batches=0).fit(model, datamodule=mnist_dm("class"))
+    return model.eval()
+
+
+def test_pru_relearns_less_than_random_label(mnist_dm, sgd_lenet) -> None:
+    """The relearning test (002, §5.3) with the paper's protocol.
+
+    Each method stops as soon as its forget accuracy touches 1% (§5.1: "touching the forgetting
+    accuracy of less than 0.01"); the probe then fine-tunes on D_new restricted to the retained
+    classes (SGD lr 1e-3, momentum 0.9) for 5 epochs. PRU's D_tf accuracy must stay below the
+    boundary-shifting baseline's after every relearning epoch.
+    """
+    dm = mnist_dm("class")
+    curves = {}
+    for name in ("PRU", "RandomLabel"):
+        method = create_method(name, sgd_lenet)
+        model = unlearn(sgd_lenet, dm, method=method, callbacks=[ForgetAccuracyStop(target=0.01, verbose=False)],
+                        trainer_kwargs=check_interval(method, dm, 16))
+        curves[name] = relearn(model, dm, epochs=5).forget_accuracy
     print("relearning curves (D_tf accuracy, epochs 0-5):", curves)
-    # On MNIST-5k/LeNet-5 neither model relearns the class from retained-class data alone, so the
-    # comparison is not strict: PRU must stay forgotten and not above the boundary-shifting baseline.
-    assert max(curves["PRU"]) <= 0.05, curves
-    assert curves["PRU"][-1] <= curves[baseline][-1] + 0.02, curves
+    assert max(curves["PRU"]) <= 0.2, curves
+    assert all(p < r for p, r in zip(curves["PRU"][1:], curves["RandomLabel"][1:])), curves
 
 
 def test_bad_input(original_lenet) -> None:
