@@ -190,6 +190,7 @@ def run_benchmark(
     precision: str = "32-true",
     threads: int | None = None,
     stopping: bool = True,
+    instance_reference: Literal["current", "initial"] = "current",
     overwrite: bool = True,
 ) -> BenchmarkResult:
     """Run every registered method (default arguments) on every scenario and write the report folder.
@@ -216,6 +217,9 @@ def run_benchmark(
             class-wise, stop once the forget accuracy reaches 0 (:class:`ForgetAccuracyStop`);
             sub-class and random, stop once it is at most the accuracy on the held-out D_ref
             (:class:`ReferenceAccuracyStop`), the retrained model's behaviour on unseen data.
+        instance_reference: the D_ref accuracy the instance-wise rule compares with: ``current``
+            (SPEC.md: the model's accuracy at every check) or ``initial`` (the accuracy before
+            unlearning; keeps forget-only methods from collapsing on random requests).
         overwrite: replace an existing report folder.
 
     Returns:
@@ -247,6 +251,8 @@ def run_benchmark(
         )
     if threads is not None and threads < 1:
         raise ValueError(f"`threads` must be >= 1 or None, got {threads}.")
+    if instance_reference not in ("current", "initial"):
+        raise ValueError(f"`instance_reference` must be 'current' or 'initial', got {instance_reference!r}.")
     out = Path(output)
     if out.exists() and not overwrite:
         raise ValueError(f"`output` {str(out)!r} exists; pass overwrite=True (--overwrite true) to replace it.")
@@ -258,7 +264,8 @@ def run_benchmark(
         torch.set_num_threads(threads)
     try:
         return _run_all(out, scenarios, names, seeds, dataset, model, original_epochs, forget_class, fraction,
-                        relearn_epochs, max_epochs, accelerator, devices, precision, stopping, overwrite, config)
+                        relearn_epochs, max_epochs, accelerator, devices, precision, instance_reference if stopping else None,
+                        overwrite, config)
     finally:
         torch.set_num_threads(previous_threads)  # a library call must not change the caller's thread count
 
@@ -266,7 +273,7 @@ def run_benchmark(
 def _run_all(
     out: Path, scenarios: tuple[Scenario, ...], names: list[str], seeds: tuple[int, ...], dataset: DatasetName,
     model: ModelName, original_epochs: int, forget_class: int, fraction: float, relearn_epochs: int,
-    max_epochs: int | None, accelerator: str, devices: int, precision: str, stopping: bool, overwrite: bool,
+    max_epochs: int | None, accelerator: str, devices: int, precision: str, stopping: str | None, overwrite: bool,
     config: dict[str, Any],
 ) -> BenchmarkResult:
     logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -320,7 +327,7 @@ def _run_all(
 
 _QUIET = (".*LeafSpec.*", ".*module\\(s\\) in eval mode.*", ".*does not have many workers.*", ".*number of training batches.*")
 _CONFIG_KEYS = ("scenarios", "seeds", "dataset", "model", "original_epochs", "forget_class", "fraction", "relearn_epochs",
-                "max_epochs", "accelerator", "devices", "precision", "threads", "stopping")
+                "max_epochs", "accelerator", "devices", "precision", "threads", "stopping", "instance_reference")
 
 
 def _datamodule(dataset: DatasetName, spec: ForgetSpec, seed: int) -> UnlearningDataModule:
@@ -341,7 +348,7 @@ def _run_method(
     trainer_kwargs: dict[str, Any],
     relearn_epochs: int,
     console: Console,
-    stopping: bool = True,
+    stopping: str | None = "current",
 ) -> RunRecord:
     options: dict[str, Any] = {"seed": seed, **_method_inputs(name, recorders)}
     if max_epochs is not None:  # a cap: a method whose default budget is smaller (e.g. 0 for closed forms) keeps it
@@ -349,7 +356,7 @@ def _run_method(
         options["max_epochs"] = min(int(default), max_epochs)
     try:
         method = create_method(name, original, **options)
-        callbacks = stopping_rules(scenario) if stopping and method.hparams.max_epochs > 0 else None
+        callbacks = stopping_rules(scenario, stopping) if stopping and method.hparams.max_epochs > 0 else None
         if callbacks:
             trainer_kwargs = {**trainer_kwargs, **check_interval(method, dm)}
         unlearned = unlearn(original, dm, method=method, callbacks=callbacks, trainer_kwargs=dict(trainer_kwargs))
@@ -360,11 +367,16 @@ def _run_method(
         return RunRecord(scenario, seed, name, error=f"{type(err).__name__}: {err}")
 
 
-def stopping_rules(scenario: str) -> list[Callback]:
-    """SPEC.md's stopping rule for a scenario: forget accuracy 0 (class-wise) or at most Acc(D_ref) (instance-wise)."""
+def stopping_rules(scenario: str, reference: Literal["current", "initial"] = "current") -> list[Callback]:
+    """SPEC.md's stopping rule for a scenario: forget accuracy 0 (class-wise) or at most Acc(D_ref) (instance-wise).
+
+    ``reference`` picks the D_ref accuracy of the instance-wise rule (see :class:`ReferenceAccuracyStop`).
+    """
     from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop
 
-    return [ForgetAccuracyStop(target=0.0, verbose=False)] if scenario == "class" else [ReferenceAccuracyStop(verbose=False)]
+    if scenario == "class":
+        return [ForgetAccuracyStop(target=0.0, verbose=False)]
+    return [ReferenceAccuracyStop(reference=reference, verbose=False)]
 
 
 def check_interval(method: Any, dm: UnlearningDataModule, checks_per_pass: int = 8) -> dict[str, Any]:
@@ -429,11 +441,15 @@ def _markdown(result: BenchmarkResult, table: dict[str, dict[str, dict[str, Any]
     cfg = result.config
     n = len(cfg["seeds"])
     budget = "" if cfg["max_epochs"] is None else f" (max_epochs={cfg['max_epochs']})"
+    if not cfg.get("stopping", True):
+        rule = "no stopping rule"
+    else:
+        rule = f"SPEC stopping rules (instance-wise against the {cfg.get('instance_reference', 'current')} D_ref accuracy)"
     lines = [
         "# lightning-unlearn benchmark",
         "",
         f"{cfg['model']} on {cfg['dataset']}, original and {REFERENCE} trained for {cfg['original_epochs']} epochs;"
-        f" every method with its default arguments{budget};"
+        f" every method with its default arguments{budget}; {rule};"
         f" seeds {cfg['seeds']}; precision {cfg['precision']}; wall time {result.wall_time_s:.0f} s.",
         "",
         "Cells are `value (gap to Retrain)` in %; *avg gap* is the mean gap over Acc D_f, Acc D_r, Acc D_t and MIA"

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
@@ -205,13 +205,21 @@ class ReferenceAccuracyStop(_AccuracyStop):
     unlearning stops. Both splits are added to the method's ``val_splits`` if missing. The
     decision is reduced across processes and the state is saved in checkpoints.
 
+    ``reference="initial"`` (opt-in, not the SPEC rule) compares with the accuracy on D_ref of the
+    model *before* unlearning, measured once when training starts and kept in the checkpoint (a
+    resumed run does not re-measure it). Use it for methods that train on D_f only: their D_ref
+    accuracy falls together with the forget accuracy, so on a small model the SPEC rule may fire
+    only after both have collapsed.
+
     Args:
         margin: tolerance added to the reference accuracy (default 0, the SPEC rule).
+        reference: ``"current"`` (SPEC: the model's accuracy on D_ref at every check) or
+            ``"initial"`` (the accuracy on D_ref when training starts).
         verbose: log a message when stopping.
         check_finite: stop when an accuracy is not finite.
 
     Raises:
-        ValueError: if ``margin`` is outside [-1, 1].
+        ValueError: if ``margin`` is outside [-1, 1] or ``reference`` is not one of the two names.
         MisconfigurationException: in ``setup``, if the data module has no D_ref
             (``ref_fraction`` = 0), the Trainer runs no validation or the module is not an
             unlearning method.
@@ -225,22 +233,49 @@ class ReferenceAccuracyStop(_AccuracyStop):
 
     required_splits = ("forget", "ref")
 
-    def __init__(self, margin: float = 0.0, verbose: bool = True, check_finite: bool = True) -> None:
+    def __init__(
+        self, margin: float = 0.0, reference: Literal["current", "initial"] = "current", verbose: bool = True, check_finite: bool = True
+    ) -> None:
         if isinstance(margin, bool) or not isinstance(margin, (int, float)):
             raise TypeError(f"`margin` must be a float in [-1, 1], got {type(margin).__name__}.")
         if not -1.0 <= float(margin) <= 1.0:
             raise ValueError(f"`margin` must be in [-1, 1], got {margin}.")
+        if reference not in ("current", "initial"):
+            raise ValueError(f"`reference` must be 'current' (the SPEC rule) or 'initial', got {reference!r}.")
         super().__init__(verbose, check_finite)
         self.margin = float(margin)
+        self.reference = reference
+        self.initial_reference: float | None = None
 
     @property
     def state_key(self) -> str:
-        return self._generate_state_key(margin=self.margin)
+        if self.reference == "current":
+            return self._generate_state_key(margin=self.margin)
+        return self._generate_state_key(margin=self.margin, reference=self.reference)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.reference != "initial" or self.initial_reference is not None:
+            return  # a resumed run keeps the accuracy measured before unlearning began
+        from lightning_unlearn.outputs import predict
+
+        # Every process evaluates the whole D_ref (no sampler), so all hold the same value.
+        loader = trainer.datamodule.dataloader("ref")  # type: ignore[union-attr]
+        self.initial_reference = predict(pl_module, loader).accuracy
+        if self.verbose:
+            rank_zero_info(f"ReferenceAccuracyStop: accuracy on D_ref before unlearning = {self.initial_reference:.4f}.")
 
     def _decide(self, values: dict[str, float]) -> tuple[bool, str]:
-        acc, ref = values["forget"], values["ref"]
+        acc = values["forget"]
+        if self.reference == "initial":
+            ref, name = float(self.initial_reference), "the initial val/ref_acc"  # type: ignore[arg-type]
+        else:
+            ref, name = values["ref"], "val/ref_acc"
         stop = acc <= ref + self.margin
-        return stop, (
-            f"ReferenceAccuracyStop: val/forget_acc = {acc:.4f} <= val/ref_acc = {ref:.4f}"
-            f" (+ margin {self.margin:.4f}); stopping."
-        )
+        return stop, f"ReferenceAccuracyStop: val/forget_acc = {acc:.4f} <= {name} = {ref:.4f} (+ margin {self.margin:.4f}); stopping."
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "initial_reference": self.initial_reference}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        self.initial_reference = state_dict.get("initial_reference")

@@ -7,6 +7,7 @@ import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
 from lightning_unlearn import ClassForget, UnlearningDataModule, create_method, make_trainer
+from lightning_unlearn.benchmark import check_interval
 from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop, UnlearningStopReason
 from lightning_unlearn.outputs import predict_split
 
@@ -52,6 +53,34 @@ def test_reference_accuracy_stop_adds_ref_split_and_stops(mnist_dm, original_len
     forget = predict_split(method.unlearned_model, dm, "forget").accuracy
     ref = predict_split(method.unlearned_model, dm, "ref").accuracy
     assert forget <= ref + 1e-6
+
+
+def test_reference_accuracy_stop_initial_reference_prevents_over_forgetting(mnist_dm, original_lenet):
+    """Opt-in ``reference="initial"``: compare with D_ref accuracy before unlearning (kept across resumes).
+
+    SU trains on D_f only, so under the SPEC rule its D_ref accuracy falls with the forget accuracy
+    and the rule never fires on random forgetting; measured against the initial D_ref accuracy it
+    stops as soon as D_f looks like unseen data.
+    """
+    dm = mnist_dm("random")
+    results = {}
+    for mode in ("current", "initial"):
+        method = create_method("SU", original_lenet)
+        stop = ReferenceAccuracyStop(reference=mode, verbose=False)
+        make_trainer(method.hparams.max_epochs, [stop], **check_interval(method, dm)).fit(method, datamodule=dm)
+        results[mode] = (stop, predict_split(method.unlearned_model, dm, "forget").accuracy, predict_split(method.unlearned_model, dm, "ref").accuracy)
+    stop, forget, ref = results["initial"]
+    assert stop.initial_reference == predict_split(original_lenet, dm, "ref").accuracy
+    assert stop.stopping_reason is UnlearningStopReason.TARGET_REACHED and stop.history[-1]["forget"] <= stop.initial_reference
+    assert forget <= stop.initial_reference + 1e-6 and ref >= 0.9, (forget, ref)
+    assert ref > results["current"][2] + 0.2, {m: r[1:] for m, r in results.items()}  # the SPEC rule let D_ref collapse
+    # Resuming keeps the value measured before unlearning: on_train_start must not measure again.
+    restored = ReferenceAccuracyStop(reference="initial")
+    restored.load_state_dict(stop.state_dict())
+    restored.on_train_start(None, None)  # type: ignore[arg-type]
+    assert restored.initial_reference == stop.initial_reference and restored.state_key != ReferenceAccuracyStop().state_key
+    with pytest.raises(ValueError, match=r"`reference` must be 'current' \(the SPEC rule\) or 'initial', got 'start'"):
+        ReferenceAccuracyStop(reference="start")  # type: ignore[arg-type]
 
 
 def test_stopping_rule_decision_is_reduced_across_processes(mnist_dm, original_lenet):

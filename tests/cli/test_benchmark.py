@@ -93,6 +93,9 @@ def test_benchmark_attaches_the_scenario_stopping_rule(original_lenet, mnist_dm)
 
     assert isinstance(stopping_rules("class")[0], ForgetAccuracyStop)
     assert all(isinstance(stopping_rules(s)[0], ReferenceAccuracyStop) for s in ("subclass", "random"))
+    assert stopping_rules("random")[0].reference == "current" and stopping_rules("random", "initial")[0].reference == "initial"
+    with pytest.raises(ValueError, match="`instance_reference` must be 'current' or 'initial', got 'first'"):
+        run_benchmark(instance_reference="first")  # type: ignore[arg-type]
     dm = mnist_dm("random")  # 340 forget samples at batch 64: 6 steps a pass; 3,060 retain samples: 48 steps
     assert check_interval(GradientAscent(original_lenet), dm) == {"val_check_interval": 1, "check_val_every_n_epoch": None}
     assert check_interval(UGradSLPlus(original_lenet), dm)["val_check_interval"] == 48 // 8  # an epoch is a pass over D_r
