@@ -75,7 +75,7 @@ def main() -> None:
 
     models = {"original": original}
     header = f"{'model':<18}{'D_tf':>7}{'D_tr':>7}{'time s':>8}  relearning: D_tf after epoch 0..{args.relearn_epochs}"
-    rows = []
+    seconds: dict[str, float] = {}
     for name in args.methods:
         kwargs = dict(options.get(name, {}))
         if args.epochs is not None:
@@ -84,13 +84,12 @@ def main() -> None:
         stop = ForgetAccuracyStop(target=args.target, verbose=False)
         start = time.perf_counter()
         models[name] = unlearn(original, dm, method=method, callbacks=[stop], trainer_kwargs=check_interval(method, dm, 16))
-        rows.append((name, time.perf_counter() - start))
+        seconds[name] = time.perf_counter() - start
     print(header)
     for name, model in models.items():
-        seconds = next((s for n, s in rows if n == name), 0.0)
         acc = split_accuracies(model, dm, ("test_forget", "test_retain"))
         curve = relearn(model, dm, epochs=args.relearn_epochs).forget_accuracy
-        print(f"{name:<18}{acc['test_forget']:>7.3f}{acc['test_retain']:>7.3f}{seconds:>8.1f}  " + " ".join(f"{a:.2f}" for a in curve), flush=True)
+        print(f"{name:<18}{acc['test_forget']:>7.3f}{acc['test_retain']:>7.3f}{seconds.get(name, 0.0):>8.1f}  " + " ".join(f"{a:.2f}" for a in curve), flush=True)
 
 
 if __name__ == "__main__":
