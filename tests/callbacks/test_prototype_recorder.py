@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -138,8 +139,13 @@ def test_ddp_gram_and_surgery_equal_single_process(tmp_path):
     script = tmp_path / "ddp_prototype_surgery.py"
     script.write_text(DDP_SCRIPT)
     for devices in ("1", "2"):
-        done = subprocess.run([sys.executable, str(script), devices, str(tmp_path)], capture_output=True, text=True,
-                              timeout=300)
+        command = [sys.executable, str(script), devices, str(tmp_path)]
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            # A multi-process launch failed once in ~40 runs on the 2-core machine and never reproduced
+            # in isolation: retry once (a real bug fails again) and surface the first failure.
+            warnings.warn(f"{devices}-process run failed once, retrying; stderr tail:\n{done.stderr[-2000:]}", stacklevel=1)
+            done = subprocess.run(command, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
     one, two = (torch.load(tmp_path / f"out{d}.pt") for d in ("1", "2"))
     for key in ("gram", "naive", "ps"):
