@@ -76,7 +76,13 @@ class UnlearningDataModule(LightningDataModule):
         batch_size: training batch size.
         eval_batch_size: batch size of evaluation loaders.
         num_workers: DataLoader workers.
-        seed: seed of the held-out splits, the forget draw and loader shuffling.
+        seed: seed of the held-out splits (D_new, D_ref), of loader shuffling and, unless
+            ``forget_seed`` is given, of the forget draw.
+        forget_seed: seed of the forget draw of ``RandomForget``/``SubclassForget`` (default:
+            ``seed``): vary the request while the held-out splits, and so the original's training
+            data, stay fixed.
+        split_seed: seed of the bundled datasets' stratified train/test split (``mnist5k``,
+            ``digits``; a torchvision or custom dataset keeps its own split).
         new_fraction: fraction of the training data held out as D_new.
         ref_fraction: fraction of the training data held out as D_ref.
         manifest: a JSON manifest to read the indices from (written by :meth:`save_manifest`).
@@ -103,6 +109,8 @@ class UnlearningDataModule(LightningDataModule):
         eval_batch_size: int = 512,
         num_workers: int = 0,
         seed: int = 0,
+        forget_seed: int | None = None,
+        split_seed: int = 0,
         new_fraction: float = 0.0,
         ref_fraction: float = 0.0,
         manifest: str | None = None,
@@ -121,7 +129,12 @@ class UnlearningDataModule(LightningDataModule):
         self.forget = forget if forget is not None else ClassForget(0)
         self.root, self.download = root, download
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
+        for name, value in (("seed", seed), ("forget_seed", forget_seed), ("split_seed", split_seed)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+                raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}.")
         self.seed, self.new_fraction, self.ref_fraction = seed, new_fraction, ref_fraction
+        self.forget_seed = seed if forget_seed is None else forget_seed
+        self.split_seed = split_seed
         self.manifest = manifest
         self._data: DatasetPair | None = None
         self.indices: dict[str, np.ndarray] = {}
@@ -147,7 +160,7 @@ class UnlearningDataModule(LightningDataModule):
     @property
     def data(self) -> DatasetPair:
         if self._data is None:
-            self._data = load_dataset(self.dataset_name, self.root, self.download)
+            self._data = load_dataset(self.dataset_name, self.root, self.download, split_seed=self.split_seed)
         return self._data
 
     @property
@@ -170,7 +183,7 @@ class UnlearningDataModule(LightningDataModule):
         perm = rng.permutation(n)
         n_new, n_ref = int(round(self.new_fraction * n)), int(round(self.ref_fraction * n))
         new, ref, train = np.sort(perm[:n_new]), np.sort(perm[n_new : n_new + n_ref]), np.sort(perm[n_new + n_ref :])
-        forget = self.forget.select(train, targets[train], self.num_classes, self.seed)
+        forget = self.forget.select(train, targets[train], self.num_classes, self.forget_seed)
         self.indices = {
             "train": train,
             "forget": forget,
@@ -275,6 +288,8 @@ class UnlearningDataModule(LightningDataModule):
             "num_train": int(len(self.data.train)),  # type: ignore[arg-type]
             "num_test": int(len(self.data.test)),  # type: ignore[arg-type]
             "seed": self.seed,
+            "forget_seed": self.forget_seed,
+            "split_seed": self.split_seed,
             "forget_spec": self.forget.to_dict(),
             "indices": {k: v.tolist() for k, v in self.indices.items()},
         }
@@ -288,8 +303,10 @@ class UnlearningDataModule(LightningDataModule):
         with open(path) as fh:
             payload = json.load(fh)
         expected = {"dataset": self.dataset_name, "num_train": len(self.data.train), "num_test": len(self.data.test)}  # type: ignore[arg-type]
+        if self.dataset_name in ("mnist5k", "digits"):  # indices refer to the order of the seeded train/test split
+            expected["split_seed"] = self.split_seed
         for key, value in expected.items():
-            if payload.get(key) != value:
+            if payload.get(key, 0 if key == "split_seed" else None) != value:
                 raise ValueError(f"Manifest {path!r} has {key}={payload.get(key)!r}, but this data module has {value!r}.")
         self.forget = ForgetSpec.from_dict(payload["forget_spec"])
         return {k: np.asarray(v, dtype=np.int64) for k, v in payload["indices"].items()}

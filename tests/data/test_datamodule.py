@@ -172,3 +172,34 @@ def test_shuffled_order_is_a_function_of_seed_and_epoch():
     fresh.sampler.set_epoch(3)
     assert torch.equal(torch.cat([b[2] for b in fresh]), epoch3)
     assert sorted(epoch3.tolist()) == dm.forget_indices.tolist()
+
+
+def test_seeds_mean_one_thing_each():
+    """The held-out split, the forget draw and the bundled train/test split each have their own seed."""
+    from lightning_unlearn import RandomForget
+
+    def indices(**seeds):
+        dm = UnlearningDataModule("digits", forget=RandomForget(fraction=0.1), ref_fraction=0.1, **seeds)
+        dm.setup()
+        return dm
+
+    base = indices(seed=0)
+    other_draw = indices(seed=0, forget_seed=5)
+    assert np.array_equal(base.indices["train"], other_draw.indices["train"])  # the original's data is unchanged
+    assert np.array_equal(base.indices["ref"], other_draw.indices["ref"])
+    assert not np.array_equal(base.forget_indices, other_draw.forget_indices)  # only the request moved
+    assert np.array_equal(base.forget_indices, indices(seed=0, forget_seed=0).forget_indices)
+    other_split = indices(seed=0, split_seed=1)
+    assert not torch.equal(other_split.data.test.tensors[0], base.data.test.tensors[0])
+    assert np.array_equal(np.sort(other_split.data.test_targets), np.sort(base.data.test_targets))  # stratified
+    with pytest.raises(ValueError, match="`forget_seed` must be an integer >= 0, got -1"):
+        UnlearningDataModule("digits", forget_seed=-1)
+
+
+def test_manifest_records_the_split_seed(tmp_path):
+    dm = UnlearningDataModule("digits", forget=ClassForget(1), split_seed=2)
+    path = dm.save_manifest(tmp_path / "m.json")
+    assert json.loads(path.read_text())["split_seed"] == 2
+    with pytest.raises(ValueError, match="has split_seed=2, but this data module has 0"):
+        UnlearningDataModule("digits", manifest=str(path)).setup()
+    UnlearningDataModule("digits", manifest=str(path), split_seed=2).setup()
