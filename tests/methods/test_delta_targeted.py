@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_unlearn import split_accuracies, unlearn
+from lightning_unlearn import unlearn
 from lightning_unlearn.methods.delta_targeted import DeltaTargeted
 from lightning_unlearn.methods.soft_targets import delta_targeted_labels
+from quality import SEEDS, mean, per_seed, quality
 
 
 def test_pseudo_labels_follow_algorithm_1_and_are_keyed_by_index() -> None:
@@ -25,22 +26,20 @@ def test_pseudo_labels_follow_algorithm_1_and_are_keyed_by_index() -> None:
     assert torch.equal(delta_targeted_labels(big[perm], y[perm], ids[perm], 0.3, seed=1), drawn[perm])
 
 
-def test_forgets_a_class_with_paper_defaults(mnist_dm, original_lenet) -> None:
-    dm = mnist_dm("class")
-    before = split_accuracies(original_lenet, dm, ("test_retain",))["test_retain"]
-    acc = split_accuracies(unlearn(original_lenet, dm, method="DeltaTargeted"), dm, ("test_forget", "test_retain"))
-    print("DeltaTargeted class-wise", acc, "original D_tr", before)
-    assert acc["test_forget"] <= 0.02 and acc["test_retain"] >= before - 0.05, acc
+@quality
+def test_forgets_a_class_with_paper_defaults(quality_run) -> None:
+    runs = [quality_run("DeltaTargeted", "class", s) for s in SEEDS]
+    forget = per_seed("test_forget", lambda s: runs[s]["test_forget"])
+    drop = per_seed("test_retain_drop", lambda s: runs[s]["original/test_retain"] - runs[s]["test_retain"])
+    # Measured: D_tf 0.00-0.01 (mean 0.003, spread 0.01); D_tr drop -0.002-0.021 (mean 0.013, spread 0.023).
+    assert mean(forget) <= 0.02 and mean(drop) <= 0.05, (forget, drop)
 
 
-def test_lambda_3_keeps_retain_accuracy_on_512_random_samples(mnist_dm, original_lenet) -> None:
-    dm = mnist_dm("random512")
-    retain = {}
-    for lam in (1.0, 3.0):
-        acc = split_accuracies(unlearn(original_lenet, dm, method="DeltaTargeted", lam=lam), dm, ("forget", "retain"))
-        print(f"lambda={lam}", acc)
-        retain[lam] = acc["retain"]
-    assert retain[3.0] >= retain[1.0], retain
+@quality
+def test_lambda_3_keeps_retain_accuracy_on_512_random_samples(quality_run) -> None:
+    diff = per_seed("retain/lam3-lam1", lambda s: quality_run("DeltaTargeted", "random512", s, lam=3.0)["retain"]
+                    - quality_run("DeltaTargeted", "random512", s, lam=1.0)["retain"])
+    assert mean(diff) >= 0.1, diff  # measured per seed 0.25-0.29 (mean 0.26, spread 0.04)
 
 
 def test_loss_threshold_stops_and_is_checkpointed(mnist_dm, original_lenet) -> None:

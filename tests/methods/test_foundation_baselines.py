@@ -18,43 +18,57 @@ from lightning_unlearn import (
     available_methods,
     create_method,
     get_method,
-    split_accuracies,
     train_classifier,
     unlearn,
 )
 from lightning_unlearn.methods import load_model_weights
 from lightning_unlearn.models import LeNet5
+from quality import SEEDS, mean, per_seed, quality
 
 
 def params_equal(a: nn.Module, b: nn.Module) -> bool:
     return all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_gradient_ascent_forgets_a_class(original_lenet, mnist_dm):
+def test_gradient_ascent_returns_a_copy_and_leaves_the_model_untouched(original_lenet, mnist_dm):
     dm = mnist_dm("class")
     before = copy.deepcopy(original_lenet.state_dict())
     model = unlearn(original_lenet, dm, method="GradientAscent")
-    acc = split_accuracies(model, dm)
-    assert acc["forget"] <= 0.05 and acc["test_forget"] <= 0.05
-    assert acc["test_retain"] >= 0.80  # ascent damages the rest, but the model is not destroyed
     assert all(torch.equal(v, original_lenet.state_dict()[k]) for k, v in before.items())  # user's model untouched
     assert type(model) is type(original_lenet) and model is not original_lenet
 
 
-def test_retrain_is_the_gold_standard(original_lenet, retrained_lenet, mnist_dm):
-    dm = mnist_dm("class")
-    acc, orig = split_accuracies(retrained_lenet("class"), dm), split_accuracies(original_lenet, dm)
-    assert acc["test_forget"] == 0.0 and acc["forget"] == 0.0
-    assert abs(acc["test_retain"] - orig["test_retain"]) <= 0.02
+@quality
+def test_gradient_ascent_forgets_a_class(quality_run):
+    # Defaults alone (3 epochs): the class is gone in every seed, but nothing bounds the damage.
+    plain = per_seed("forget/defaults", lambda s: quality_run("GradientAscent", "class", s)["forget"])
+    assert mean(plain) <= 0.15, plain  # measured per seed 0.00-0.00 here (0.10 on one seed elsewhere), spread 0.00
+    # With the class-wise stopping rule (forget accuracy 0, checked ~8 times per pass), as GA is meant to run.
+    runs = [quality_run("GradientAscent", "class", s, stopping=True) for s in SEEDS]
+    forget = per_seed("forget/rule", lambda s: runs[s]["test_forget"])
+    drop = per_seed("test_retain_drop/rule", lambda s: runs[s]["original/test_retain"] - runs[s]["test_retain"])
+    assert mean(forget) <= 0.05, forget  # measured mean 0.00, spread 0.00
+    # Ascent damages the rest, but the model is not destroyed: measured mean 0.097, per seed 0.05-0.16 (spread 0.11).
+    assert mean(drop) <= 0.25, drop
 
 
-def test_fine_tune_forgets_through_retain_training(original_lenet, mnist_dm):
-    dm = mnist_dm("class")
-    acc = split_accuracies(unlearn(original_lenet, dm, method="finetune"), dm)
-    orig = split_accuracies(original_lenet, dm)
+@quality
+def test_retrain_is_the_gold_standard(quality_run):
+    runs = [quality_run("FineTune", "class", s) for s in SEEDS]  # any run: it carries the reference's accuracies
+    forget = per_seed("forget", lambda s: max(runs[s]["reference/forget"], runs[s]["reference/test_forget"]))
+    assert max(forget) == 0.0, forget  # a class never seen is never predicted
+    diff = per_seed("test_retain_diff", lambda s: runs[s]["reference/test_retain"] - runs[s]["original/test_retain"])
+    assert abs(mean(diff)) <= 0.02, diff  # measured mean 0.002, per seed -0.007..0.006 (spread 0.012)
+
+
+@quality
+def test_fine_tune_forgets_through_retain_training(quality_run):
+    runs = [quality_run("FineTune", "class", s) for s in SEEDS]
+    ratio = per_seed("test_forget_ratio", lambda s: runs[s]["test_forget"] / runs[s]["original/test_forget"])
+    drop = per_seed("test_retain_drop", lambda s: runs[s]["original/test_retain"] - runs[s]["test_retain"])
     # Fine-tuning forgets only through catastrophic forgetting: clearly, but not completely in 3 epochs.
-    assert acc["test_forget"] <= 0.6 * orig["test_forget"]
-    assert acc["test_retain"] >= orig["test_retain"] - 0.02
+    assert mean(ratio) <= 0.6, ratio  # measured mean 0.04, per seed 0.00-0.08 (spread 0.08)
+    assert mean(drop) <= 0.06, drop  # measured mean 0.017, per seed 0.001-0.037 (spread 0.036)
 
 
 @pytest.mark.parametrize("scenario", ["subclass", "random"])

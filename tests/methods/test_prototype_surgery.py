@@ -12,10 +12,10 @@ from torch.utils.data import TensorDataset
 from lightning_unlearn import ClassForget, Classifier, IndexForget, UnlearningDataModule, make_trainer, split_accuracies
 from lightning_unlearn import train_classifier, unlearn
 from lightning_unlearn.callbacks import PrototypeRecorder, PrototypeRecording
-from lightning_unlearn.evaluation import evaluate
 from lightning_unlearn.methods import PS, NaivePS
 from lightning_unlearn.methods.ps import head_gradients, soft_labels
-from lightning_unlearn.models import Anatomy, LeNet5
+from lightning_unlearn.models import Anatomy
+from quality import SEEDS, mean, per_seed, quality
 
 E, C, N = 6, 3, 120
 
@@ -152,17 +152,27 @@ def test_bad_input(digits):
         PS(model, epochs=0)
 
 
-def test_ps_subclass_close_to_retrain_and_better_than_baselines(mnist_dm, original_lenet, retrained_lenet):
-    dm, reference = mnist_dm("subclass"), retrained_lenet("subclass")
+def test_ps_trains_the_head_only_on_a_subclass_request(mnist_dm, original_lenet):
     backbone = {n: p.detach().clone() for n, p in Anatomy(original_lenet).backbone_named_parameters()}
-    gaps = {}
-    for name in ("PS", "FineTune", "GradientAscent"):
-        unlearned = unlearn(original_lenet, dm, method=name)
-        report = evaluate(unlearned, dm, reference=reference, loss_mia=False)
-        gaps[name] = report.average_gap
-        if name == "PS":
-            for split in ("forget", "retain", "test"):
-                assert abs(report.accuracy(split) - report.accuracy(split, "reference")) <= 0.05, (split, report.to_dict())
-            for n, p in Anatomy(unlearned).backbone_named_parameters():
-                assert torch.equal(p, backbone[n]), n
-    assert gaps["PS"] < gaps["FineTune"] and gaps["PS"] < gaps["GradientAscent"], gaps
+    unlearned = unlearn(original_lenet, mnist_dm("subclass"), method="PS")
+    for n, p in Anatomy(unlearned).backbone_named_parameters():
+        assert torch.equal(p, backbone[n]), n
+
+
+# |accuracy(PS) - accuracy(Retrain)| per split, mean over seeds. Measured per seed (spread = max - min):
+# forget 0.029, 0.029, 0.088 (spread 0.06); retain 0.023-0.027 (0.004); test 0.016-0.025 (0.009).
+PS_TO_RETRAIN = {"forget": 0.12, "retain": 0.05, "test": 0.05}
+
+
+@quality
+def test_ps_subclass_close_to_retrain(quality_run):
+    """PS on 10% of one class lands near the retrained model on every split.
+
+    The ordering "PS closer to Retrain than FineTune and GradientAscent" seen on one seed does not
+    hold over seeds: average gap per seed PS 0.020, 0.038, 0.071; FineTune 0.029, 0.036, 0.008;
+    GradientAscent 0.039, 0.054, 0.017 — so it is not asserted.
+    """
+    runs = [quality_run("PS", "subclass", s) for s in SEEDS]
+    for split, bound in PS_TO_RETRAIN.items():
+        diff = per_seed(f"ps_vs_retrain/{split}", lambda s: abs(runs[s][split] - runs[s][f"reference/{split}"]))
+        assert mean(diff) <= bound, (split, diff)
