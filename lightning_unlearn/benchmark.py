@@ -131,7 +131,8 @@ def run_benchmark(
         precision: Lightning precision of the unlearning runs (e.g. ``bf16-mixed``).
         threads: intra-op CPU threads of each process (``torch.set_num_threads``; default: torch's,
             or the CPU count divided by ``workers``). On a shared or small CPU, 1 is often fastest.
-        workers: processes running replicate seeds in parallel (the numbers do not depend on it).
+        workers: processes running replicate seeds in parallel, one scenario of one seed at a time
+            (the numbers do not depend on it).
         stopping: attach the scenario's stopping rule to every method that trains for epochs:
             class-wise, stop once the forget accuracy reaches 0 (:class:`ForgetAccuracyStop`);
             sub-class and random, stop once it is at most the accuracy on the held-out D_ref
@@ -160,12 +161,13 @@ def run_benchmark(
                            accelerator, devices, precision, instance_reference if stopping else None)
     plan = plan_runs(config, done)
     total = sum(len(ms) for pending in plan.values() for ms in pending.values())
+    tasks = sum(len(pending) for pending in plan.values())  # a worker's unit: one scenario of one seed
+    workers = min(workers, max(tasks, 1))
     print(f"lightning-unlearn benchmark: {model} on {dataset}, {len(names)} methods × {len(scenarios)} scenarios ×"
-          f" {len(seeds)} seeds, {min(workers, max(len(plan), 1))} worker(s); {len(done)} runs already in {out},"
-          f" {total} to run.", flush=True)
+          f" {len(seeds)} seeds, {workers} worker(s); {len(done)} runs already in {out}, {total} to run.", flush=True)
     start = time.perf_counter()
     with _Progress(total, sys.stdout.isatty()) as progress:
-        if workers == 1 or len(plan) <= 1:
+        if workers == 1:
             _run_in_process(out, config, settings, plan, overrides, threads, progress)
         else:
             _run_in_workers(out, config, settings, plan, overrides, threads, workers, progress)
@@ -272,14 +274,18 @@ def _run_in_process(out: Path, config: Mapping[str, Any], settings: RunSettings,
 
 def _run_in_workers(out: Path, config: Mapping[str, Any], settings: RunSettings, plan: Mapping[int, Mapping[str, list[str]]],
                     overrides: Mapping[str, int | None], threads: int | None, workers: int, progress: _Progress) -> None:
-    """One task per replicate seed in ``workers`` spawned processes; finished runs come back through a queue."""
+    """``workers`` spawned processes, each task one scenario of one seed; finished runs come back through a queue.
+
+    Tasks per scenario keep the processes evenly loaded (3 seeds on 2 processes would otherwise
+    leave one idle for a third of the time); each task trains its seed's original model again,
+    which gives the same model (seeded, deterministic), so the numbers do not depend on ``workers``.
+    """
     context = multiprocessing.get_context("spawn")
     events = context.Queue()
     per_worker = threads or max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(min(workers, len(plan)), mp_context=context, initializer=_init_worker,
-                             initargs=(per_worker, events)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=(per_worker, events)) as pool:
         futures = [pool.submit(_replicate_task, str(out), dict(config), settings, seed, ReplicateSeeds.of(seed, overrides),
-                               {k: list(v) for k, v in pending.items()}) for seed, pending in plan.items()]
+                               {scenario: list(names)}) for seed, pending in plan.items() for scenario, names in pending.items()]
         try:
             _collect(events, futures, progress)
         except BaseException:

@@ -240,6 +240,7 @@ def write_plots(folder: Path, table: Mapping[str, Mapping[str, dict[str, Any]]])
                 if method == ORIGINAL:
                     bar.set_hatch("//")
             ax.set_ylabel(f"average gap to {REFERENCE} (percentage points)")
+            ax.set_ylim(bottom=0.0)  # a gap is never negative; an interval may reach below 0 with few seeds
             ax.set_title(f"{title}\nmean and 95% confidence interval over seeds", fontsize=10)
             ax.tick_params(axis="x", rotation=60)
             fig.tight_layout()

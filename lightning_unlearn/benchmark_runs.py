@@ -246,7 +246,7 @@ def run_replicate(
             if name == REFERENCE:
                 record.runtime_s, record.steps = float(reference_method.runtime_s), int(reference_method.global_step)
                 _score(record, reference, dm, original, reference, settings.relearn_epochs, seeds)
-                start -= reference_wall
+                start -= reference_wall  # its wall time includes training the reference
             elif name == ORIGINAL:
                 record.runtime_s, record.steps = 0.0, 0
                 _score(record, original, dm, original, reference, settings.relearn_epochs, seeds)
