@@ -33,7 +33,7 @@ from torch import nn
 
 import lightning_unlearn.callbacks  # noqa: F401  (callbacks selectable by class name)
 import lightning_unlearn.methods  # noqa: F401  (every method selectable by class name)
-from lightning_unlearn.benchmark import publish_dir, run_benchmark
+from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
 from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.methods.base import UnlearningMethod, load_model_weights, model_from_checkpoint
 from lightning_unlearn.methods.registry import get_method
@@ -253,7 +253,10 @@ class UnlearningCLI(LightningCLI):
         init = self.config_init[subcommand]
         kwargs = {k: v for k, v in init.items() if k in self._subcommand_method_arguments[subcommand]}
         if subcommand == "benchmark":
-            run_benchmark(**kwargs)
+            try:
+                run_benchmark(**kwargs)
+            except BenchmarkArgumentError as err:  # raised before any work: a usage error, not a traceback
+                self._parser("benchmark").error(str(err))
         else:
             getattr(self, f"run_{subcommand}")(**kwargs)
 

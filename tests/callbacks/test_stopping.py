@@ -126,3 +126,28 @@ def test_bad_arguments_and_setups(mnist_dm, original_lenet):
     no_ref = UnlearningDataModule("mnist5k", forget=ClassForget(3), seed=0, batch_size=64)
     with pytest.raises(MisconfigurationException, match="needs the 'ref' split.*ref_fraction"):
         _fit(original_lenet, no_ref, ReferenceAccuracyStop())
+
+
+# The benchmark attaches these rules; this test lives here because it needs the MNIST-5k original the tests above train.
+def test_benchmark_attaches_the_scenario_stopping_rule(original_lenet, mnist_dm):
+    from lightning_unlearn.benchmark import check_interval, run_benchmark, stopping_rules
+    from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop
+    from lightning_unlearn.methods import GradientAscent, UGradSL, UGradSLPlus
+
+    assert isinstance(stopping_rules("class")[0], ForgetAccuracyStop)
+    assert all(isinstance(stopping_rules(s)[0], ReferenceAccuracyStop) for s in ("subclass", "random"))
+    assert stopping_rules("random")[0].reference == "current" and stopping_rules("random", "initial")[0].reference == "initial"
+    with pytest.raises(ValueError, match="`instance_reference` must be 'current' or 'initial', got 'first'"):
+        run_benchmark(instance_reference="first")  # type: ignore[arg-type]
+    dm = mnist_dm("random")  # 340 forget samples at batch 64: 6 steps a pass; 3,060 retain samples: 48 steps
+    assert check_interval(GradientAscent(original_lenet), dm) == {"val_check_interval": 1, "check_val_every_n_epoch": None}
+    assert check_interval(UGradSLPlus(original_lenet), dm)["val_check_interval"] == 48 // 8  # an epoch is a pass over D_r
+    assert check_interval(UGradSL(original_lenet), dm)["val_check_interval"] == 1  # an epoch is a pass over D_f
+    # Gradient ascent on a random 10% runs away without the rule; with it, it stops mid-run.
+    method = GradientAscent(original_lenet, max_epochs=6)
+    rule = stopping_rules("random")
+    from lightning_unlearn import split_accuracies, unlearn
+
+    unlearn(original_lenet, dm, method=method, callbacks=rule, trainer_kwargs=check_interval(method, dm))
+    assert rule[0].stopped_epoch is not None and method.current_epoch < 5
+    assert split_accuracies(method.unlearned_model, dm)["test"] > 0.5

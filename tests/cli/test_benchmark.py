@@ -1,110 +1,199 @@
-"""The benchmark (``make demo``), shortened: every registered method, two seeds, the report folder."""
+"""The benchmark (``make demo``), shortened: rows, intervals, resuming after a kill, workers, bad input."""
 
 from __future__ import annotations
 
 import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
-import torch
 
-from lightning_unlearn.benchmark import REFERENCE, BenchmarkResult, RunRecord, _markdown, aggregate, run_benchmark
+import lightning_unlearn
+from lightning_unlearn.benchmark import ORIGINAL, REFERENCE, RunRecord, run_benchmark
+from lightning_unlearn.benchmark_report import aggregate, markdown, summarize
+from lightning_unlearn.benchmark_store import prepare_output
 from lightning_unlearn.cli import main
 from lightning_unlearn.methods import available_methods
 
-pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter", "ignore:Found .* module\\(s\\) in eval mode")
+pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter", "ignore:Found .* module\\(s\\) in eval mode",
+                                        "ignore:.*instantiate_classes.*:DeprecationWarning")
+
+QUICK = ["--dataset", "digits", "--original_epochs", "3", "--max_epochs", "1", "--relearn_epochs", "1", "--threads", "1"]
+ROOT = str(Path(lightning_unlearn.__file__).resolve().parent.parent)
+T_975_2 = 4.302652729749464  # Student t quantile t_{0.975, 2} (3 seeds), from a table
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _tiny(out: Path) -> list[str]:
+    """Two seeds, one scenario, one method: 6 runs (Retrain, Original and GradientAscent per seed)."""
+    return ["benchmark", "--output", str(out), *QUICK, "--scenarios", "[class]", "--seeds", "[0,1]",
+            "--methods", "[GradientAscent]"]
 
 
-def test_benchmark_report_has_a_row_per_registered_method(tmp_path):
+def _numbers(out: Path) -> dict[tuple, dict]:
+    """Every run's numbers from results.json, without timings (they differ between identical runs)."""
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    timing = {"runtime_s", "wall_s"}
+    return {(r["scenario"], r["seed"], r["method"]): {k: ({m: v for m, v in r["metrics"].items() if "time" not in m}
+                                                        if k == "metrics" else v) for k, v in r.items() if k not in timing}
+            for r in runs}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory) -> Path:
+    """The tiny benchmark, uninterrupted, in this process (one worker)."""
+    out = tmp_path_factory.mktemp("bench") / "uninterrupted"
+    main(_tiny(out))
+    return out
+
+
+def test_benchmark_report_has_a_row_per_registered_method(tmp_path, capsys):
     out = tmp_path / "report"
-    main(["benchmark", "--output", str(out), "--dataset", "digits", "--scenarios", "[class]", "--seeds", "[0]",
-          "--original_epochs", "3", "--max_epochs", "1", "--relearn_epochs", "1"])
-    assert sorted(p.name for p in out.iterdir()) == ["gap_class.png", "relearn_class.png", "report.md", "results.json"]
-    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left behind
+    main(["benchmark", "--output", str(out), *QUICK, "--scenarios", "[class]", "--seeds", "[0]"])
+    assert sorted(p.name for p in out.iterdir()) == ["gap_class.png", "relearn_class.png", "report.md", "results.json", "runs"]
+    assert not [p for p in [*tmp_path.iterdir(), *out.iterdir()] if p.name.startswith(".")]  # no temporary file left
     results = json.loads((out / "results.json").read_text())
     expected = sorted(m for m in available_methods() if m != REFERENCE)
     assert sorted(results["config"]["methods"]) == expected
     summary = results["summary"]["class"]
-    assert set(summary) == {REFERENCE, *expected}
+    assert set(summary) == {REFERENCE, ORIGINAL, *expected}
     failed = {m: row["error"] for m, row in summary.items() if "error" in row}
     assert not failed, f"methods failed with their default arguments: {failed}"
     for method, row in summary.items():
-        assert row["runs"] == 1 and len(row["acc_forget"]) == 2  # (mean, std)
-        assert 0.0 <= row["acc_forget"][0] <= 1.0 and row["runtime_s"][0] > 0
-        assert len(row["relearning"]) == 2  # epoch 0 and one relearning epoch
-        if method != REFERENCE:
-            assert row["gap/acc_test"][0] >= 0.0
-    assert summary[REFERENCE]["average_gap"][0] == pytest.approx(0.0, abs=1e-9)  # the reference against itself
-    table = (out / "report.md").read_text()
-    rows = [line for line in table.splitlines() if line.startswith("| ")]
-    for method in [REFERENCE, *expected]:
-        assert any(line.startswith(f"| {method} ") or line.startswith(f"| **{method}**") for line in rows), method
+        assert row["runs"] == 1 and row["acc_forget"].keys() == {"mean", "ci95", "std", "n"}
+        assert row["acc_forget"]["n"] == 1 and row["acc_forget"]["ci95"] is None  # one seed: no interval
+        assert 0.0 <= row["acc_forget"]["mean"] <= 1.0 and row["steps"]["mean"] >= 0
+        assert len(row["relearning"]["mean"]) == 2  # epoch 0 and one relearning epoch
+        if method not in (REFERENCE, ORIGINAL):
+            assert row["runtime_s"]["mean"] > 0 and row["gap/acc_test"]["mean"] >= 0.0
+    assert summary[REFERENCE]["average_gap"]["mean"] == pytest.approx(0.0, abs=1e-9)  # the reference against itself
+    original = summary[ORIGINAL]  # doing nothing keeps the forgotten class: far from Retrain on D_f
+    assert original["runtime_s"]["mean"] == 0.0 and original["steps"]["mean"] == 0 and original["stopped"]["n"] == 0
+    assert original["gap/acc_forget"]["mean"] > 0.3 and original["average_gap"]["mean"] > 0.05
+    runs = {r["method"]: r for r in results["runs"]}
+    assert runs["FineTune"]["seeds"] == {"data": 0, "forget": 0, "original": 0, "method": 0}
+    assert runs["GradientAscent"]["stop_rule"] and isinstance(runs["GradientAscent"]["stopped"], bool)
+    assert len(list((out / "runs").glob("*.json"))) == len(expected) + 2
+    rows = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
+    for method in [f"**{REFERENCE}**", "Original (no unlearning)", *expected]:
+        assert any(line.startswith(f"| {method} ") for line in rows), method
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(lines) == len(expected) + 2 and lines[0].startswith(f"[1/{len(expected) + 2}] class seed 0 {REFERENCE}: avg gap")
+    assert all(" steps, stopped " in line and line.endswith(" s") for line in lines), lines
 
 
-def test_aggregate_mean_std_over_seeds_and_gaps_per_seed():
-    records = [
-        RunRecord("class", 0, REFERENCE, {"acc_forget": 0.0, "acc_test": 0.90}, 10.0, [0.0, 0.0]),
-        RunRecord("class", 1, REFERENCE, {"acc_forget": 0.0, "acc_test": 0.80}, 12.0, [0.0, 0.1]),
-        RunRecord("class", 0, "A", {"acc_forget": 0.2, "acc_test": 0.85}, 1.0, [0.2, 0.4]),
-        RunRecord("class", 1, "A", {"acc_forget": 0.4, "acc_test": 0.90}, 3.0, [0.4, 0.6]),
-        RunRecord("class", 0, "B", error="NonFiniteLossError: boom"),
-    ]
+def test_summaries_are_student_t_intervals_over_seeds():
+    records = []
+    for seed, (ref_test, forget, test) in enumerate([(0.90, 0.1, 0.85), (0.80, 0.2, 0.90), (0.85, 0.3, 0.80)]):
+        records += [
+            RunRecord("class", seed, REFERENCE, {"acc_forget": 0.0, "acc_test": ref_test}, 10.0, [0.0, 0.0], steps=100),
+            RunRecord("class", seed, ORIGINAL, {"acc_forget": 0.9, "acc_test": 0.9}, 0.0, [0.9, 0.9], steps=0),
+            RunRecord("class", seed, "A", {"acc_forget": forget, "acc_test": test}, seed + 1.0, [0.5, 0.2], steps=10 * (seed + 1),
+                      stop_rule=True, stopped=seed > 0, stopped_step=10 * (seed + 1) if seed else None),
+        ]
+    records.append(RunRecord("class", 0, "B", error="NonFiniteLossError: boom"))
     table = aggregate(records)["class"]
-    mean, std = table["A"]["acc_forget"]
-    assert mean == pytest.approx(0.3) and std == pytest.approx(0.1414213, rel=1e-5)
-    # the gap is taken against the reference of the same seed, then averaged: |0.85-0.90|, |0.90-0.80|
-    assert table["A"]["gap/acc_test"][0] == pytest.approx(0.075)
-    assert table["A"]["runtime_s"][0] == pytest.approx(2.0)
-    assert table["A"]["relearning"] == pytest.approx([0.3, 0.5])
+    ci = T_975_2 * 0.1 / math.sqrt(3)  # s = 0.1 for (0.1, 0.2, 0.3)
+    assert table["A"]["acc_forget"] == pytest.approx({"mean": 0.2, "ci95": ci, "std": 0.1, "n": 3})
+    # gaps are taken against the reference of the same seed: |0.85-0.90|, |0.90-0.80|, |0.80-0.85|
+    gap_std = 0.05 / math.sqrt(3)
+    assert table["A"]["gap/acc_test"] == pytest.approx({"mean": 0.2 / 3, "ci95": T_975_2 * gap_std / math.sqrt(3), "std": gap_std, "n": 3})
+    assert table["A"]["runtime_s"] == pytest.approx({"mean": 2.0, "ci95": T_975_2 / math.sqrt(3), "std": 1.0, "n": 3})
+    assert table["A"]["steps"]["mean"] == 20 and table["A"]["stopped"] == {"fired": 2, "n": 3}
+    assert table["A"]["relearning"]["mean"] == pytest.approx([0.5, 0.2]) and table["A"]["relearning"]["ci95"] == [0.0, 0.0]
+    assert table[ORIGINAL]["gap/acc_forget"]["mean"] == pytest.approx(0.9) and table[ORIGINAL]["stopped"]["n"] == 0
     assert table["B"]["error"] == "NonFiniteLossError: boom" and table["B"]["failed"] == 1
-    result = BenchmarkResult(Path("unused"), records, 1.0, {"seeds": [0, 1], "model": "m", "dataset": "d", "original_epochs": 1,
-                                                          "max_epochs": None, "precision": "32-true", "relearn_epochs": 1})
-    markdown = _markdown(result, aggregate(records))
-    assert "| A | 30.0 ± 14.1 (30.0 ± 14.1) |" in markdown  # value (gap) in %, mean ± std over the 2 seeds
-    assert "| B | failed (see below) |" in markdown and "- B on class (seed 0): NonFiniteLossError: boom" in markdown
+    assert summarize([0.5]) == {"mean": 0.5, "ci95": None, "std": None, "n": 1}
+    assert summarize([float("nan"), None]) == {"mean": None, "ci95": None, "std": None, "n": 0}
+    config = {"seeds": [0, 1, 2], "model": "m", "dataset": "d", "original_epochs": 1, "max_epochs": None,
+              "precision": "32-true", "relearn_epochs": 1}
+    text = markdown(config, aggregate(records), records, 1.0)
+    assert text.count("percentage points") == 1  # the units are stated once
+    assert f"| A | 20.0 ± {100 * ci:.1f} (20.0 ± {100 * ci:.1f}) | 85.0 ± " in text
+    assert "| 2.00 ± 2.48 | 20 ± 25 | 2/3 | 20.0 ± 0.0 |" in text  # runtime (s), steps, stopped k/n, relearn
+    assert "| Original (no unlearning) | 90.0 ± 0.0 (90.0 ± 0.0) |" in text and "| 0.00 ± 0.00 | 0 ± 0 | – |" in text
+    assert "| B | failed (see below) |" in text and "- B on class (seed 0): NonFiniteLossError: boom" in text
 
 
-def test_benchmark_rejects_bad_options(tmp_path):
-    with pytest.raises(ValueError, match="Registered methods: "):
-        run_benchmark(output=str(tmp_path / "x"), methods=("NoSuchMethod",))
-    with pytest.raises(ValueError, match="`scenarios` must contain only"):
-        run_benchmark(output=str(tmp_path / "x"), scenarios=("everything",))  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="`devices` must be 1 for the benchmark"):
-        run_benchmark(output=str(tmp_path / "x"), devices=2)
-    (tmp_path / "exists").mkdir()
-    with pytest.raises(ValueError, match="exists; pass overwrite=True"):
-        run_benchmark(output=str(tmp_path / "exists"), overwrite=False)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exists"]
+def _stored_runs(out: Path) -> int:
+    try:
+        return len(json.loads((out / "results.json").read_text())["runs"])
+    except (OSError, ValueError, KeyError):
+        return 0
 
 
-def test_benchmark_attaches_the_scenario_stopping_rule(original_lenet, mnist_dm):
-    from lightning_unlearn.benchmark import check_interval, stopping_rules
-    from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop
-    from lightning_unlearn.methods import GradientAscent, UGradSL, UGradSLPlus
+def test_a_killed_benchmark_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_path, tiny_run):
+    out = tmp_path / "killed"
+    command = [sys.executable, "-m", "lightning_unlearn.cli", *_tiny(out)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p)}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 300
+        while _stored_runs(out) < 1 and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)  # right after the first run landed: the others are lost
+    finally:
+        log = process.communicate(timeout=60)[0]
+    assert process.returncode == -signal.SIGKILL, log
+    finished = _stored_runs(out)
+    assert 1 <= finished < 6, log
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert f"{finished} runs already in {out}, {6 - finished} to run" in resumed.stdout
+    assert _numbers(out) == _numbers(tiny_run) and len(_numbers(out)) == 6
+    assert "runs resumed from an earlier invocation" in (out / "report.md").read_text()
 
-    assert isinstance(stopping_rules("class")[0], ForgetAccuracyStop)
-    assert all(isinstance(stopping_rules(s)[0], ReferenceAccuracyStop) for s in ("subclass", "random"))
-    assert stopping_rules("random")[0].reference == "current" and stopping_rules("random", "initial")[0].reference == "initial"
-    with pytest.raises(ValueError, match="`instance_reference` must be 'current' or 'initial', got 'first'"):
-        run_benchmark(instance_reference="first")  # type: ignore[arg-type]
-    dm = mnist_dm("random")  # 340 forget samples at batch 64: 6 steps a pass; 3,060 retain samples: 48 steps
-    assert check_interval(GradientAscent(original_lenet), dm) == {"val_check_interval": 1, "check_val_every_n_epoch": None}
-    assert check_interval(UGradSLPlus(original_lenet), dm)["val_check_interval"] == 48 // 8  # an epoch is a pass over D_r
-    assert check_interval(UGradSL(original_lenet), dm)["val_check_interval"] == 1  # an epoch is a pass over D_f
-    # Gradient ascent on a random 10% runs away without the rule; with it, it stops mid-run.
-    method = GradientAscent(original_lenet, max_epochs=6)
-    rule = stopping_rules("random")
-    from lightning_unlearn import split_accuracies, unlearn
 
-    unlearn(original_lenet, dm, method=method, callbacks=rule, trainer_kwargs=check_interval(method, dm))
-    assert rule[0].stopped_epoch is not None and method.current_epoch < 5
-    assert split_accuracies(method.unlearned_model, dm)["test"] > 0.5
+def test_workers_do_not_change_the_numbers(tmp_path, tiny_run):
+    out = tmp_path / "workers"
+    main([*_tiny(out), "--workers", "2"])
+    assert _numbers(out) == _numbers(tiny_run)
+    assert list(_numbers(out)) == list(_numbers(tiny_run))  # results.json lists the runs in the same order
+
+
+def test_an_existing_output_resumes_or_needs_overwrite(tmp_path, tiny_run, capsys):
+    out = tmp_path / "copy"
+    shutil.copytree(tiny_run, out)
+    (out / "notes.txt").write_text("the user's own file")
+    main(_tiny(out))  # the same configuration: every run is already there, nothing is trained
+    assert "6 runs already in" in capsys.readouterr().out and _numbers(out) == _numbers(tiny_run)
+    with pytest.raises(SystemExit) as exit_info:
+        main([*_tiny(out), "--max_epochs", "2"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert "`output`" in err and "differs in: max_epochs" in err and "--overwrite true" in err
+    config = json.loads((out / "results.json").read_text())["config"]
+    assert prepare_output(out, {**config, "max_epochs": 2}, overwrite=True) == {}  # starts afresh...
+    assert sorted(p.name for p in out.iterdir()) == ["notes.txt", "results.json", "runs"]  # ...keeping the user's file
+    assert [p.name for p in (out / "runs").iterdir()] == [".lock"]
+
+
+@pytest.mark.parametrize(
+    ("args", "options", "message"),
+    [
+        (["--seeds", "[]"], {"seeds": ()}, "`seeds` must contain at least one seed, got an empty list."),
+        (["--seeds", "[0,1,0]"], {"seeds": (0, 1, 0)}, "`seeds` must not repeat a seed (each is one replicate), got [0, 1, 0]."),
+        (["--scenarios", "[class,everything]"], {"scenarios": ("class", "everything")},
+         "`scenarios` must contain only ['class', 'subclass', 'random'], got 'everything'."),
+        (["--methods", "[FineTune,NoSuchMethod]"], {"methods": ("FineTune", "NoSuchMethod")},
+         "`methods`: Unknown unlearning method 'NoSuchMethod'. Registered methods: BoundaryExpanding"),
+        (["--workers", "0"], {"workers": 0}, "`workers` must be an integer >= 1, got 0."),
+    ],
+)
+def test_bad_input_is_a_one_line_usage_error(tmp_path, capsys, args, options, message):
+    out = tmp_path / "never"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "--output", str(out), *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith(f"error: {message}")
+    assert not out.exists()  # checked before any work
+    with pytest.raises(ValueError, match=re.escape(message)):  # a BenchmarkArgumentError, from Python too
+        run_benchmark(output=str(out), **options)
+    assert not out.exists()
