@@ -39,6 +39,7 @@ from lightning_unlearn.methods.base import UnlearningMethod, load_model_weights,
 from lightning_unlearn.methods.registry import get_method
 from lightning_unlearn.models.classifier import Classifier
 from lightning_unlearn.outputs import split_accuracies
+from lightning_unlearn.serialization import check_file
 
 CUSTOM_SUBCOMMANDS: dict[str, str] = {
     "unlearn": "Serve a deletion request: unlearn a trained classifier with a registered method.",
@@ -74,21 +75,29 @@ def _resolve_name(value: str) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def load_classifier(path: str | os.PathLike, model: nn.Module | None = None) -> nn.Module:
+def load_classifier(path: str | os.PathLike, model: nn.Module | None = None, argument: str = "path") -> nn.Module:
     """A classifier from a file: an unlearned model written by ``unlearn`` (file or run folder),
     a Classifier checkpoint written by ``fit``, or a state dict for ``model``.
 
+    The file is read with :func:`~lightning_unlearn.serialization.load_trusted`: nothing in it is
+    executed. ``argument`` is the name the errors give the file (e.g. ``--unlearned``).
+
     Raises:
-        FileNotFoundError: if the file does not exist.
-        ValueError: if the file does not record its architecture and no ``model`` is given,
-            or if it belongs to another architecture than ``model``.
+        FileNotFoundError: if the file does not exist, or a folder holds no ``model.pt``.
+        ValueError: if the file is not a trusted PyTorch checkpoint, if it does not record its
+            architecture and no ``model`` is given, or if it belongs to another architecture than ``model``.
     """
     path = Path(path)
     if path.is_dir():
+        if not (path / MODEL_FILE).exists():
+            raise FileNotFoundError(
+                f"`{argument}` {str(path)!r} is a directory without {MODEL_FILE}: expected a run folder written by"
+                " `lightning-unlearn unlearn` or a checkpoint file."
+            )
         path = path / MODEL_FILE
     if model is None:
-        return model_from_checkpoint(path).eval()
-    load_model_weights(model, path)
+        return model_from_checkpoint(path, argument).eval()
+    load_model_weights(model, path, argument)
     return model.eval()
 
 
@@ -219,8 +228,11 @@ class UnlearningCLI(LightningCLI):
         if Path(config["output"]).exists() and not config["overwrite"]:
             parser.error(f"`--output` {config['output']!r} exists; pass `--overwrite true` to replace it.")
         checkpoint = config["method"]["init_args"].get("checkpoint")
-        if checkpoint is not None and not Path(checkpoint).is_file():
-            parser.error(f"`--method.checkpoint` {checkpoint!r} does not exist.")
+        if checkpoint is not None:
+            try:
+                check_file(checkpoint, "--method.checkpoint")
+            except OSError as err:
+                parser.error(str(err))
 
     def instantiate_classes(self) -> None:
         if self.subcommand not in CUSTOM_SUBCOMMANDS:
@@ -228,7 +240,7 @@ class UnlearningCLI(LightningCLI):
             return
         try:
             self.config_init = self.parser.instantiate_classes(self.config)
-        except (ValueError, TypeError, FileNotFoundError) as err:  # argument errors raised by the classes' __init__
+        except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as err:  # errors raised by __init__
             self._parser(self.subcommand).error(_root_cause(str(err)))
         self.datamodule = self._get(self.config_init, "data")
         self.model = self._get(self.config_init, "method")
@@ -327,10 +339,16 @@ class UnlearningCLI(LightningCLI):
         from lightning_unlearn.data.datamodule import write_json_atomic
         from lightning_unlearn.evaluation import evaluate as evaluate_fn
 
-        def load(path: str | None) -> nn.Module | None:
-            return None if path is None else load_classifier(path, copy.deepcopy(model) if model is not None else None)
+        def load(path: str | None, argument: str) -> nn.Module | None:
+            if path is None:
+                return None
+            try:
+                return load_classifier(path, copy.deepcopy(model) if model is not None else None, argument)
+            except (ValueError, FileNotFoundError, IsADirectoryError) as err:  # one line, exit code 2
+                self._parser("evaluate").error(str(err))
 
-        report = evaluate_fn(load(unlearned), self.datamodule, original=load(original), reference=load(reference))
+        report = evaluate_fn(load(unlearned, "--unlearned"), self.datamodule, original=load(original, "--original"),
+                             reference=load(reference, "--reference"))
         payload = report.to_dict()
         if output is not None:
             write_json_atomic(output, json.loads(json.dumps(payload, default=str)))

@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Subset
 
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.models.classifier import split_batch
+from lightning_unlearn.serialization import load_trusted
 
 RECORDING_VERSION = 1
 
@@ -245,16 +246,18 @@ class PrototypeRecording:
     def load(cls, path: str | os.PathLike) -> PrototypeRecording:
         """Read a file written by :meth:`save`, or a Lightning checkpoint of a fit with a :class:`PrototypeRecorder`.
 
+        The file is read with :func:`~lightning_unlearn.serialization.load_trusted`: nothing in it is executed.
+
         Raises:
             FileNotFoundError: if ``path`` does not exist.
-            ValueError: if the file holds no recording.
+            IsADirectoryError: if ``path`` is a directory.
+            ValueError: if the file is not a trusted PyTorch checkpoint or holds no recording.
         """
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"`recording` file {str(path)!r} does not exist.")
-        payload = torch.load(path, map_location="cpu", weights_only=False)
-        if isinstance(payload, dict) and "callbacks" in payload:
-            states = [v for k, v in payload["callbacks"].items() if str(k).startswith("PrototypeRecorder")]
+        payload = load_trusted(path, "recording")
+        if isinstance(payload, dict) and isinstance(payload.get("callbacks"), dict):
+            states = [v for k, v in payload["callbacks"].items()
+                      if str(k).startswith("PrototypeRecorder") and isinstance(v, dict)]
             if not states or states[0].get("gram") is None:
                 raise ValueError(
                     f"Checkpoint {str(path)!r} has no complete PrototypeRecorder state: attach `PrototypeRecorder()`"
@@ -262,7 +265,9 @@ class PrototypeRecording:
                 )
             payload = states[0]
         if not isinstance(payload, dict):
-            raise ValueError(f"{str(path)!r} holds a {type(payload).__name__}, expected a PrototypeRecording.")
+            raise ValueError(
+                f"`recording` {str(path)!r} holds a {type(payload).__name__}, expected a PrototypeRecording."
+            )
         return cls.from_dict(payload)
 
     def __repr__(self) -> str:

@@ -17,6 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.models.classifier import OptimizerName, build_optimizer, split_batch
+from lightning_unlearn.serialization import load_trusted, plain
 
 if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import UnlearningDataModule
@@ -28,20 +29,25 @@ class NonFiniteLossError(FloatingPointError):
     """Raised when an unlearning loss becomes NaN or infinite (e.g. runaway gradient ascent)."""
 
 
-def load_model_weights(model: nn.Module, checkpoint: str | os.PathLike) -> None:
+def load_model_weights(model: nn.Module, checkpoint: str | os.PathLike, argument: str = "checkpoint") -> None:
     """Load weights into ``model`` from a Lightning checkpoint, a saved unlearned model or a state dict.
+
+    The file is read with :func:`~lightning_unlearn.serialization.load_trusted`: nothing in it is executed.
+    ``argument`` is the name the errors give the file (e.g. ``--unlearned`` for the CLI).
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if the checkpoint belongs to another architecture.
+        IsADirectoryError: if ``checkpoint`` is a directory.
+        ValueError: if the file is not a trusted PyTorch checkpoint or belongs to another architecture.
     """
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"`checkpoint` {str(path)!r} does not exist.")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    _apply_weights(model, load_trusted(checkpoint, argument), Path(checkpoint), argument)
+
+
+def _apply_weights(model: nn.Module, payload: Any, path: Path, argument: str) -> None:
+    """Copy the state dict held by ``payload`` (loaded from ``path``) into ``model``."""
     state = payload.get("state_dict", payload) if isinstance(payload, dict) else payload
     if not isinstance(state, dict):
-        raise ValueError(f"`checkpoint` {str(path)!r} holds a {type(state).__name__}, expected a state dict.")
+        raise ValueError(f"`{argument}` {str(path)!r} holds a {type(state).__name__}, expected a state dict.")
     own = model.state_dict()
     for prefix in ("", "model.", "model.model."):
         candidate = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
@@ -49,14 +55,14 @@ def load_model_weights(model: nn.Module, checkpoint: str | os.PathLike) -> None:
             mismatched = [k for k in own if own[k].shape != candidate[k].shape]
             if mismatched:
                 raise ValueError(
-                    f"`checkpoint` {str(path)!r} is of another architecture: shapes differ for {mismatched[:5]}"
+                    f"`{argument}` {str(path)!r} is of another architecture: shapes differ for {mismatched[:5]}"
                     f" (e.g. {tuple(candidate[mismatched[0]].shape)} vs {tuple(own[mismatched[0]].shape)})."
                 )
             model.load_state_dict(candidate)
             return
     missing = sorted(set(own) - {k.split("model.", 1)[-1] for k in state})[:5]
     raise ValueError(
-        f"`checkpoint` {str(path)!r} is of another architecture than {type(model).__name__}: its parameter"
+        f"`{argument}` {str(path)!r} is of another architecture than {type(model).__name__}: its parameter"
         f" names do not match (e.g. missing {missing})."
     )
 
@@ -66,48 +72,55 @@ _ARCHITECTURE_KEYS = ("model", "num_classes", "input_shape")
 
 def architecture_of(model: nn.Module) -> dict[str, Any] | None:
     """The reference-network description of a :class:`Classifier` built by name, else ``None``."""
-    hparams = getattr(model, "hparams", None)
-    if hparams is not None and isinstance(hparams.get("model"), str) and all(k in hparams for k in _ARCHITECTURE_KEYS):
-        return {"model": hparams["model"], "num_classes": int(hparams["num_classes"]), "input_shape": list(hparams["input_shape"])}
-    return None
+    return _architecture_in(getattr(model, "hparams", None))
 
 
-def model_from_checkpoint(checkpoint: str | os.PathLike) -> nn.Module:
+def _architecture_in(record: Any) -> dict[str, Any] | None:
+    """``{"model", "num_classes", "input_shape"}`` from hyper-parameters that describe a network built by name."""
+    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
+        return None
+    if not all(k in record for k in _ARCHITECTURE_KEYS):
+        return None
+    return {"model": record["model"], "num_classes": int(record["num_classes"]),
+            "input_shape": list(record["input_shape"])}
+
+
+def model_from_checkpoint(checkpoint: str | os.PathLike, argument: str = "checkpoint") -> nn.Module:
     """Build the network a checkpoint records and load its weights (see :func:`_build_from_checkpoint`)."""
-    return _build_from_checkpoint(checkpoint)[0]
+    return _build_from_checkpoint(checkpoint, argument)[0]
 
 
-def _build_from_checkpoint(checkpoint: str | os.PathLike) -> tuple[nn.Module, dict[str, Any]]:
+def _build_from_checkpoint(
+    checkpoint: str | os.PathLike, argument: str = "checkpoint"
+) -> tuple[nn.Module, dict[str, Any]]:
     """Build the network a checkpoint records and load its weights.
 
     Works for checkpoints of a :class:`~lightning_unlearn.models.Classifier` built by name
     (e.g. written by ``lightning-unlearn fit``) and for models saved by
     :meth:`UnlearningMethod.save_unlearned` from such a classifier.
 
+    The file is read once, with :func:`~lightning_unlearn.serialization.load_trusted`.
+
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: if the checkpoint does not record its architecture.
+        IsADirectoryError: if ``checkpoint`` is a directory.
+        ValueError: if the file is not a trusted PyTorch checkpoint or does not record its architecture.
     """
     from lightning_unlearn.models.networks import build_model
 
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"`checkpoint` {str(path)!r} does not exist.")
-    payload = torch.load(path, map_location="cpu", weights_only=False)
+    payload = load_trusted(path, argument)
     arch = None
     if isinstance(payload, dict):
-        arch = payload.get("architecture")
-        hparams = payload.get("hyper_parameters") or {}
-        if arch is None and isinstance(hparams.get("model"), str) and all(k in hparams for k in _ARCHITECTURE_KEYS):
-            arch = {k: hparams[k] for k in _ARCHITECTURE_KEYS}
+        arch = _architecture_in(payload.get("architecture")) or _architecture_in(payload.get("hyper_parameters"))
     if arch is None:
         raise ValueError(
-            f"`checkpoint` {str(path)!r} does not record its architecture (it is not a checkpoint of a Classifier"
+            f"`{argument}` {str(path)!r} does not record its architecture (it is not a checkpoint of a Classifier"
             " built by name). Pass the network as `model` (CLI: `--method.model lightning_unlearn.models.LeNet5`)."
         )
-    model = build_model(arch["model"], int(arch["num_classes"]), tuple(arch["input_shape"]))  # type: ignore[arg-type]
-    load_model_weights(model, path)
-    return model, {"model": arch["model"], "num_classes": int(arch["num_classes"]), "input_shape": list(arch["input_shape"])}
+    model = build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]))  # type: ignore[arg-type]
+    _apply_weights(model, payload, path, argument)
+    return model, arch
 
 
 class UnlearningMethod(LightningModule):
@@ -305,7 +318,7 @@ class UnlearningMethod(LightningModule):
         try:
             torch.save(
                 {"state_dict": self.model.state_dict(), "method": self.method_name, "runtime_s": self.runtime_s,
-                 "hparams": dict(self.hparams), "architecture": self.architecture},
+                 "hparams": plain(dict(self.hparams)), "architecture": self.architecture},
                 tmp,
             )
             os.replace(tmp, path)
@@ -316,10 +329,12 @@ class UnlearningMethod(LightningModule):
 
     def load_unlearned(self, path: str | os.PathLike) -> None:
         """Load weights written by :meth:`save_unlearned` into the wrapped classifier."""
-        load_model_weights(self.model, path)
+        load_model_weights(self.model, path, argument="path")
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["unlearning_runtime_s"] = self.runtime_s
+        if isinstance(checkpoint.get("hyper_parameters"), dict):  # e.g. a Path as `checkpoint`: keep it loadable
+            checkpoint["hyper_parameters"] = plain(checkpoint["hyper_parameters"])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.runtime_s = float(checkpoint.get("unlearning_runtime_s", 0.0))
