@@ -33,7 +33,10 @@ class GradientAscent(UnlearningMethod):
     """
 
     data_need = "forget"
-    paper = "Gradient ascent / NegGrad (Thudi et al., 2022; Golatkar et al., 2020), baseline of papers 000-004."
+    paper = (
+        "Gradient ascent / NegGrad (Thudi et al., IEEE S&P 2022; Graves et al., AAAI 2021),"
+        " a baseline in every method paper implemented here."
+    )
 
     def __init__(
         self,

@@ -50,7 +50,7 @@ def mia_efficacy(
 ) -> Tensor:
     """MIA-efficacy: the fraction of D_f a confidence attack predicts as non-member.
 
-    SalUn / Jia et al. (2023) convention (SPEC.md): the attacker is an RBF ``SVC(C=3, gamma="auto")``
+    SalUn / Jia et al. (2023) convention: the attacker is an RBF ``SVC(C=3, gamma="auto")``
     fitted on p_y of the first |D_t| retain samples (members, label 1) and of the test samples
     (non-members, label 0); the score is the fraction of D_f it predicts as non-member. Higher
     means more forgetting; compare with the retrained model's value.
@@ -129,7 +129,7 @@ def loss_mia(
 ) -> tuple[Tensor, Tensor]:
     """Loss-based membership inference: accuracy (mean, std) of telling D_f from D_t by the loss.
 
-    SCRUB (Kurmanji et al. 2023) / NeurIPS-2023 unlearning kit convention (SPEC.md): per-sample
+    SCRUB (Kurmanji et al. 2023) / NeurIPS-2023 unlearning kit convention: per-sample
     cross-entropy on D_f (label 1) and D_t (label 0; for class-wise forgetting pass D_tf),
     the larger set subsampled to the size of the smaller by a seeded draw keyed by dataset index
     (``*_indices``; positions when omitted), a ``LogisticRegression`` scored with
