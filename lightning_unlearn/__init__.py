@@ -1,5 +1,6 @@
 """lightning-unlearn: machine unlearning of classifiers for PyTorch Lightning."""
 
+from lightning_unlearn._version import __version__
 from lightning_unlearn.api import create_method, make_trainer, train_classifier, unlearn
 from lightning_unlearn.evaluation import UnlearningReport, evaluate
 from lightning_unlearn.data import (
@@ -17,7 +18,6 @@ from lightning_unlearn.callbacks import (
     RelearningProbe,
     UnlearningEvaluator,
 )
-from lightning_unlearn.evaluation import UnlearningReport, evaluate
 from lightning_unlearn.methods import (
     PRU,
     PS,
@@ -46,9 +46,9 @@ from lightning_unlearn.models import AllCNN, Anatomy, Classifier, HeadNotFoundEr
 from lightning_unlearn.outputs import SplitOutputs, predict, predict_split, split_accuracies
 from lightning_unlearn.relearning import RelearningResult, relearn
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "AllCNN",
     "Anatomy",
     "BoundaryExpanding",

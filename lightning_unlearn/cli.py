@@ -2,6 +2,7 @@
 
 Subcommands::
 
+    lightning-unlearn --version # prints ``lightning-unlearn <version>``
     lightning-unlearn fit       # train the original Classifier on an UnlearningDataModule (standard LightningCLI)
     lightning-unlearn validate  # / test: standard LightningCLI
     lightning-unlearn unlearn   # serve a deletion request with a registered method, write the unlearned model
@@ -33,6 +34,7 @@ from torch import nn
 
 import lightning_unlearn.callbacks  # noqa: F401  (callbacks selectable by class name)
 import lightning_unlearn.methods  # noqa: F401  (every method selectable by class name)
+from lightning_unlearn._version import __version__
 from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
 from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.methods.base import UnlearningMethod, load_model_weights, model_from_checkpoint
@@ -138,7 +140,7 @@ class UnlearningCLI(LightningCLI):
         kwargs.setdefault("model_class", Classifier)
         kwargs.setdefault("datamodule_class", UnlearningDataModule)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"prog": "lightning-unlearn"})
+        kwargs.setdefault("parser_kwargs", {"prog": "lightning-unlearn", "version": __version__})
         super().__init__(args=args, run=run, **kwargs)
 
     @staticmethod

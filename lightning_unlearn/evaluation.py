@@ -1,4 +1,4 @@
-"""``evaluate``: every unlearning metric of SPEC.md for one unlearned model, in one structured report.
+"""``evaluate``: every unlearning metric of this package for one unlearned model, in one structured report.
 
 Each model (unlearned, original, reference) runs exactly one no-grad forward pass per split
 (:func:`lightning_unlearn.outputs.predict`); all metrics of a split share those outputs.
@@ -51,13 +51,13 @@ class ModelMetrics:
 class UnlearningReport:
     """Every metric of an unlearned model, beside the original and reference models' values.
 
-    Accuracies are fractions in [0, 1]. ``gaps`` and ``average_gap`` (SPEC.md: mean |metric_u −
+    Accuracies are fractions in [0, 1]. ``gaps`` and ``average_gap`` (mean |metric_u −
     metric_ref| over Acc D_f, Acc D_r, Acc D_t, MIA-efficacy) exist only when a reference
     (retrained) model was given; they are ``None`` otherwise, never estimated.
 
     Attributes:
         models: role (``unlearned``/``original``/``reference``) → :class:`ModelMetrics`.
-        entropy_distance: role → split → Jensen–Shannon divergence to the reference (Eq. 14 of 000).
+        entropy_distance: role → split → Jensen–Shannon divergence to the reference (Eq. 14 of Prototype Surgery).
         prototype_similarity: role → per-class cosine similarity of head rows to the reference.
         prediction_kl: role → KL(S ‖ S_ref) of the predicted-class distribution on ``prediction_kl_split``.
         parameter_change: L1 (all, head) and per-parameter relative change of the unlearned vs original model.
@@ -240,7 +240,7 @@ def evaluate(
     head: str | None = None,
     seed: int = 0,
 ) -> UnlearningReport:
-    """Evaluate an unlearned classifier with every metric of SPEC.md.
+    """Evaluate an unlearned classifier with every metric of this package (see the docs' metric pages).
 
     Args:
         unlearned: the unlearned classifier.

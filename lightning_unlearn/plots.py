@@ -6,6 +6,8 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from lightning_unlearn._optional import require
+
 if TYPE_CHECKING:
     from lightning_unlearn.evaluation import UnlearningReport
 
@@ -84,11 +86,8 @@ def report_markdown(report: UnlearningReport) -> str:
 
 
 def _figure(width: float = 7.0, height: float = 4.0):  # type: ignore[no-untyped-def]
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
+    require("matplotlib", "Plotting").use("Agg", force=False)
+    plt = require("matplotlib.pyplot", "Plotting")
     return plt.subplots(figsize=(width, height), dpi=110)
 
 
@@ -194,9 +193,12 @@ def plot_relearning(report: UnlearningReport, path: Path) -> Path:
 
 
 def save_plots(report: UnlearningReport, folder: Path) -> list[Path]:
-    """Write every plot that the report has data for into ``folder``; return their paths."""
-    import matplotlib.pyplot as plt
+    """Write every plot that the report has data for into ``folder``; return their paths.
 
+    Raises:
+        ImportError: without matplotlib (``pip install 'lightning-unlearn[bench]'``).
+    """
+    plt = require("matplotlib.pyplot", "Plotting")
     paths = [plot_accuracy(report, folder / "accuracy.png"), plot_class_accuracy(report, folder / "class_accuracy.png")]
     if report.prototype_similarity:
         paths.append(plot_prototype_similarity(report, folder / "prototype_similarity.png"))

@@ -1,4 +1,4 @@
-"""The relearning test (PRU paper, 002, §5.3): does forgotten knowledge come back?
+"""The relearning test (PRU, Zhang et al., ACML 2024, §5.3): does forgotten knowledge come back?
 
 A copy of the unlearned model is fine-tuned on D_new restricted to the retained classes
 (samples never seen during training, none of the forgotten classes), and the accuracy on
@@ -53,8 +53,8 @@ def relearn(
     Args:
         model: the unlearned model (left unchanged: a copy is fine-tuned).
         datamodule: needs a non-empty D_new (``new_fraction > 0``).
-        epochs: relearning epochs (SPEC.md default 10).
-        lr: SGD learning rate (SPEC.md default 1e-3).
+        epochs: relearning epochs (default 10).
+        lr: SGD learning rate (default 1e-3).
         momentum: SGD momentum (default 0.9: PRU paper §5.1 keeps every setting of the original
             training other than the learning rate, and the original is trained with momentum 0.9).
         batch_size: relearning batch size.

@@ -25,7 +25,7 @@ class UnlearningEvaluator(Callback):
     ``ModelCheckpoint``/``EarlyStopping`` can monitor them) and kept in :attr:`history`. With a
     ``criterion`` the callback also keeps the best epoch's weights:
 
-    * ``"average_gap"``: the smallest average gap to ``reference`` (SPEC.md; needs ``mia=True``);
+    * ``"average_gap"``: the smallest average gap to ``reference`` (needs ``mia=True``);
     * ``"forget_target"``: the first epoch whose forget accuracy is at most ``forget_target``.
 
     With ``restore_best`` the best weights are loaded back into the model when fitting ends.

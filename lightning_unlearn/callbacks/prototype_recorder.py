@@ -1,8 +1,9 @@
 """Record what Naive Prototype Surgery needs during the original training: W0 and the Gram matrix.
 
-Naive PS (Prototype Surgery, paper 000) unlearns the head in closed form from the head at
+Naive PS (Prototype Surgery, Liu et al., CCS 2025) unlearns the head in closed form from the head at
 initialisation ``W0`` and the Gram matrix ``G = X̃ᵀX̃`` of the bias-augmented training
-embeddings (SPEC.md, "Naive PS"). Neither can be recovered after training, so
+embeddings (the Gram-matrix form of the paper's closed form: O(E²) memory
+whatever the number of training samples). Neither can be recovered after training, so
 :class:`PrototypeRecorder` records them while the user's own ``Trainer.fit`` runs.
 
 The module also holds the embedding passes shared by :class:`~lightning_unlearn.methods.NaivePS`
@@ -106,7 +107,7 @@ def embedding_pass(
 
 
 def augment(embeddings: Tensor) -> Tensor:
-    """Append the constant-1 column (the bias is a prototype column, SPEC.md), in float64."""
+    """Append the constant-1 column (the bias is unlearned as one more prototype column), in float64."""
     emb = embeddings.to(torch.float64)
     return torch.cat([emb, emb.new_ones(emb.shape[0], 1)], dim=1)
 
@@ -300,7 +301,7 @@ class PrototypeRecorder(Callback):
 
     Deviations:
         * The paper pre-saves the N×E embedding matrix; we keep only the E×E Gram matrix
-          (SPEC.md: Gram-matrix form).
+          (same solution, memory independent of N).
         * The bias is recorded as an extra prototype column (constant-1 embedding entry).
 
     Args:

@@ -14,7 +14,7 @@ from lightning_unlearn.relearning import RelearningResult, relearn
 
 
 class RelearningProbe(Callback):
-    """Run the relearning test (PRU, paper 002, §5.3; SPEC.md) when unlearning ends.
+    """Run the relearning test (PRU, Zhang et al., ACML 2024, §5.3) when unlearning ends.
 
     A copy of the unlearned model is fine-tuned on D_new restricted to the retained classes
     (:func:`lightning_unlearn.relearning.relearn`, SGD); the forget accuracy (on D_tf for
@@ -25,8 +25,8 @@ class RelearningProbe(Callback):
     deterministic probe (no collective call), so the result is identical on all of them.
 
     Args:
-        epochs: relearning epochs (SPEC default 10).
-        lr: SGD learning rate (SPEC default 1e-3).
+        epochs: relearning epochs (default 10).
+        lr: SGD learning rate (default 1e-3).
         momentum: SGD momentum (default 0.9, as in the PRU paper's relearning test).
         batch_size: relearning batch size.
         threshold: forget accuracy that counts as recovered (``None``: no relearn time).

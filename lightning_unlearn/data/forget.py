@@ -1,6 +1,6 @@
 """Forget specifications: which training samples a deletion request removes.
 
-Four scenarios (SPEC.md, "Forgetting scenarios"): every sample of some classes, a fraction
+Four scenarios: every sample of some classes, a fraction
 of one class (Prototype Surgery's sub-class setting), a random count or fraction across
 classes, and an explicit list of dataset indices. A specification is a small, typed,
 serialisable object; :meth:`ForgetSpec.select` turns it into sorted dataset indices and

@@ -3,7 +3,7 @@
 Every stochastic per-sample choice in lightning-unlearn (random labels, label-noise draws,
 subsampling) is a pure function of ``(seed, stream, dataset index)``. The result therefore
 does not depend on batch order, batch size, the number of processes or the sampler, which
-is what makes a DDP run reproduce a single-process run exactly (SPEC.md, preamble).
+is what makes a DDP run reproduce a single-process run exactly.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""δ-Targeted^λ label-noise injection (004): fine-tune on second-most-confident pseudo labels with CE^λ."""
+"""δ-Targeted^λ label-noise injection: fine-tune on second-most-confident pseudo labels with CE^λ."""
 
 from __future__ import annotations
 
@@ -26,7 +26,8 @@ class DeltaTargeted(SoftTargetMethod):
     ``loss_threshold`` (the paper's ε; the mean is reduced across processes, so every process
     takes the same decision) or after ``max_epochs``.
 
-    Paper: *Towards Safe Machine Unlearning: a Paradigm that Mitigates Performance Degradation*, 004.
+    Paper: *Towards Safe Machine Unlearning: a Paradigm that Mitigates Performance Degradation*
+    (anonymous submission to the ACM Web Conference 2025).
 
     Deviations:
         - The loss is the mean of ``CE^λ`` (Eq. 1 divides by m twice, a typo).
@@ -62,7 +63,10 @@ class DeltaTargeted(SoftTargetMethod):
     """
 
     data_need = "forget"
-    paper = "δ-Targeted^λ: Towards Safe Machine Unlearning: a Paradigm that Mitigates Performance Degradation (004)."
+    paper = (
+        "δ-Targeted^λ: Towards Safe Machine Unlearning: a Paradigm that Mitigates Performance Degradation"
+        " (WWW 2025 submission)."
+    )
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ class FineTune(UnlearningMethod):
     """Fine-tune the trained classifier on D_r with cross-entropy.
 
     The baseline "FT" of Golatkar et al. (2020) / Warnecke et al. (2023) as compared in
-    the UGradSL (003) and Prototype Surgery (000) papers: forgetting comes only from
+    the UGradSL and Prototype Surgery papers: forgetting comes only from
     catastrophic forgetting while the model keeps fitting the retain data.
 
     Args:
@@ -32,7 +32,7 @@ class FineTune(UnlearningMethod):
     """
 
     data_need = "retain"
-    paper = "Fine-tuning on D_r (FT; Golatkar et al., CVPR 2020), baseline of papers 000 and 003."
+    paper = "Fine-tuning on D_r (FT; Golatkar et al., CVPR 2020), baseline in the Prototype Surgery and UGradSL papers."
 
     def __init__(
         self,

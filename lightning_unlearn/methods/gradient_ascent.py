@@ -15,9 +15,9 @@ from lightning_unlearn.models.classifier import OptimizerName
 class GradientAscent(UnlearningMethod):
     """Gradient ascent on D_f: minimise ``-CE(f(x_f), y_f)``.
 
-    The GA / NegGrad baseline (Thudi et al. 2022; Golatkar et al. 2020) compared in all
-    five papers. It forgets fast and without retain data but runs away if left alone: the
-    loss is unbounded, so the method halts with :class:`NonFiniteLossError` when the loss
+    The GA / NegGrad baseline (Thudi et al. 2022; Graves et al. 2021) compared in every
+    method paper implemented here. It forgets fast and without retain data but runs away if
+    left alone: the loss is unbounded, so the method halts with :class:`NonFiniteLossError` when the loss
     stops being finite, and is meant to be used with a small budget or a stopping rule.
 
     Args:
@@ -33,7 +33,10 @@ class GradientAscent(UnlearningMethod):
     """
 
     data_need = "forget"
-    paper = "Gradient ascent / NegGrad (Thudi et al., 2022; Golatkar et al., 2020), baseline of papers 000-004."
+    paper = (
+        "Gradient ascent / NegGrad (Thudi et al., IEEE EuroS&P 2022; Graves et al., AAAI 2021),"
+        " a baseline in every method paper implemented here."
+    )
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """Generalised label smoothing (GLS) cross-entropy and the self-adaptive smoothing rate of UGradSL.
 
-GLS (Wei et al. 2021; UGradSL paper 003, Sec. 3.1) replaces the one-hot target of a
+GLS (Wei et al. 2021; UGradSL, Di et al. 2024, Sec. 3.1) replaces the one-hot target of a
 sample by ``y^α = (1 − α)·onehot(y) + α/K·1`` with ``α ∈ (−∞, 1]``; ``α < 0`` is
 negative label smoothing (NLS). Its cross-entropy is, by linearity in the target,
 
@@ -67,13 +67,17 @@ def gls_cross_entropy(
 
 @torch.no_grad()
 def adaptive_smoothing_rate(retain_embeddings: Tensor, forget_embeddings: Tensor, beta: float) -> Tensor:
-    """The self-adaptive NLS rate ``α_i = −c_i/|B_f|`` of every forget sample (SPEC.md, UGradSL).
+    """The self-adaptive NLS rate ``α_i = −c_i/|B_f|`` of every forget sample (UGradSL).
+
+    The paper leaves the distance ``d`` undefined and its algorithm listing drops the sign of
+    ``α_i``; this package takes the cosine distance below and a negative rate (negative
+    smoothing is what makes the ascent term forget).
 
     ``d(z_r, z_f) = (1 − cos(e_r, e_f))/2 ∈ [0, 1]`` on the penultimate embeddings, and
     ``c_i`` counts the retain samples of the paired batch with ``d < β``: a forget sample in a
     dense retain neighbourhood gets a stronger (more negative) smoothing rate. ``α_i ∈ [−1, 0]``
-    for batches of equal size (SPEC.md); a short last forget batch paired with a full retain
-    batch can get ``α_i < −1`` (as SPEC.md's formula gives).
+    for batches of equal size; a short last forget batch paired with a full retain
+    batch can get ``α_i < −1`` (the formula is kept as is).
 
     Args:
         retain_embeddings: ``(B_r, E)`` embeddings of the retain batch.

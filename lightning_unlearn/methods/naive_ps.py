@@ -128,7 +128,7 @@ class NaivePS(_OneShot):
     Paper: Liu et al., "Prototype Surgery: Tailoring Neural Prototypes via Soft Labels for
     Efficient Machine Unlearning", CCS 2025, Sec. 4.3 (Eq. 9-10).
 
-    Deviations (SPEC.md "Naive PS"):
+    Deviations (where the paper leaves room, and why):
         * Gram-matrix form (O(E²) memory) instead of storing the N×E embedding matrix.
         * A small relative ridge ``λ = ridge·trace(G)/(E+1)`` (``ridge=0`` gives the exact
           pseudo-inverse solution when X has full column rank); solved in float64.

@@ -1,4 +1,4 @@
-"""PRU: Perception Revising Unlearning (002): probability redistribution + alternating E / C updates."""
+"""PRU: Perception Revising Unlearning: probability redistribution + alternating E / C updates."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ class PRU(SoftTargetMethod):
     Manual optimisation with two optimisers: the backbone's (``lr``) and the head's (``head_lr``).
     The frozen part is bit-identical after each phase (the other optimiser never steps it).
 
-    Paper: *Countering Relearning with Perception Revising Unlearning* (PRU), 002.
+    Paper: *Countering Relearning with Perception Revising Unlearning* (PRU; Zhang et al., ACML 2024, PMLR 260).
 
     Deviations:
         - The paper's schedule (E then C every epoch), not the authors' code (which never updates C).
@@ -114,7 +114,7 @@ class PRU(SoftTargetMethod):
     """
 
     data_need = "forget"
-    paper = "PRU: Countering Relearning with Perception Revising Unlearning (002)."
+    paper = "PRU: Countering Relearning with Perception Revising Unlearning (Zhang et al., ACML 2024)."
 
     def __init__(
         self,

@@ -20,7 +20,7 @@ HeadPart = Literal["both", "weight", "bias"]
 
 
 def soft_labels(logits: Tensor, labels: Tensor, top_k: int = 2) -> Tensor:
-    """The soft labels of PS (paper Eq. 11-12, SPEC.md "PS").
+    """The soft labels of PS (paper Eq. 11-12).
 
     The logit of the label is removed, the ``top_k`` largest remaining logits are kept and
     normalised by their sum, ``p_c = z'_c / Σ z'_k``. When the kept logits are not all
@@ -88,10 +88,11 @@ class PS(_OneShot):
     Paper: Liu et al., "Prototype Surgery: Tailoring Neural Prototypes via Soft Labels for
     Efficient Machine Unlearning", CCS 2025, Sec. 5 (Eq. 11-13).
 
-    Deviations (SPEC.md "PS"):
+    Deviations (where the paper leaves room, and why):
         * When the kept logits are not all positive, softmax over them replaces the ratio.
-        * Weight and bias are both trained by default (``train`` restricts it); the authors'
-          code leaves the bias untouched.
+        * Weight and bias are both trained by default (``train`` restricts it), as the paper
+          fine-tunes the prototypes; the authors' code trains ONLY the last layer's bias
+          (``train="bias"`` restricts training the same way).
         * One softmax (cross-entropy with probability targets), not softmax of a softmax.
         * Adam, lr 1e-3, 8 epochs of mini-batches of 128 by default: tuned on the bundled
           MNIST-5k/LeNet-5 benchmark over class-wise, 10%-of-one-class and random-10%

@@ -29,7 +29,8 @@ class RandomLabel(UnlearningMethod):
     Hayase et al. / Graves, Nagisetty, Ganesh. "Amnesiac Machine Learning", AAAI 2021.
 
     Deviations:
-        - Forget data only (as described in papers 000/001); SalUn's variant adds D_r (see :class:`SalUn`).
+        - Forget data only (as described in the Prototype Surgery and SULI papers); SalUn's variant
+          adds D_r (see :class:`SalUn`).
         - The random label is never the true label, and is fixed per sample for the whole run.
 
     Args:
@@ -45,7 +46,10 @@ class RandomLabel(UnlearningMethod):
     """
 
     data_need = "forget"
-    paper = "Random Label (Golatkar et al., CVPR 2020; Graves et al., AAAI 2021), baseline of papers 000, 001 and 003."
+    paper = (
+        "Random Label (Golatkar et al., CVPR 2020; Graves et al., AAAI 2021),"
+        " baseline in the Prototype Surgery, SULI and UGradSL papers."
+    )
 
     def __init__(
         self,

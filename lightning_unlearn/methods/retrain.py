@@ -43,7 +43,7 @@ class Retrain(UnlearningMethod):
     """
 
     data_need = "retain"
-    paper = "Retraining from scratch on the retain set (the exact-unlearning reference in all five papers)."
+    paper = "Retraining from scratch on the retain set (the exact-unlearning reference of every method paper)."
 
     def __init__(
         self,

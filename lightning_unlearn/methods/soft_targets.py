@@ -2,13 +2,13 @@
 
 The functions are pure tensor maths, testable without a Trainer:
 
-* :func:`spa_targets` — Selective Probability Adjustment (SULI paper, 001): the forgotten
+* :func:`spa_targets` — Selective Probability Adjustment (SULI paper): the forgotten
   label gets probability ε, the rest of the mass is spread over the other classes in
   proportion to the model's own probabilities.
-* :func:`redistribute_probabilities` — PRU's probability redistribution (002, Eq. 1-2):
+* :func:`redistribute_probabilities` — PRU's probability redistribution (PRU paper, Eq. 1-2):
   the forgotten label's probability is handed to the other classes in proportion; this is
   exactly SPA with ε = 0.
-* :func:`delta_targeted_labels` — δ-Targeted pseudo labels (004, Algorithm 1) with the
+* :func:`delta_targeted_labels` — δ-Targeted pseudo labels (δ-Targeted paper, Algorithm 1) with the
   per-sample uniform draw keyed by dataset index.
 
 :class:`SoftTargetMethod` is the base of the four methods: it holds targets computed ONCE
@@ -91,7 +91,7 @@ def predictive_entropy(logits: Tensor) -> Tensor:
 
 
 def delta_targeted_labels(logits: Tensor, labels: Tensor, indices: Tensor, delta: float, seed: int, stream: int = 0) -> Tensor:
-    """δ-Targeted pseudo labels (004, Algorithm 1).
+    """δ-Targeted pseudo labels (δ-Targeted paper, Algorithm 1).
 
     ``ŷ`` / ``ŷ'`` are the most / second most confident classes of the original model.
     With probability δ the label ``y`` is kept; otherwise ``y' = ŷ'`` if ``ŷ = y`` else ``ŷ``.

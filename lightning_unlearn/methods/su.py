@@ -1,4 +1,4 @@
-"""SU: single-pass Self-Unlearning with Selective Probability Adjustment (SULI paper, 001)."""
+"""SU: single-pass Self-Unlearning with Selective Probability Adjustment (SULI paper)."""
 
 from __future__ import annotations
 
@@ -34,10 +34,11 @@ class SU(SoftTargetMethod):
     SU is the single-step baseline of SULI (:class:`~lightning_unlearn.methods.suli.SULI`),
     which processes D_f in entropy-ordered layers.
 
-    Paper: *Fine-Grained and Efficient Self-Unlearning with Layered Iteration* (SULI), 001.
+    Paper: *Fine-Grained and Efficient Self-Unlearning with Layered Iteration* (SULI; Lyu et al., IJCAI 2025).
 
     Deviations:
-        - ``y_f`` is the sample's ground-truth label (SPEC.md), for every forgetting scenario.
+        - ``y_f`` is the sample's ground-truth label, not the current argmax: a misclassified
+          forget sample is still moved away from its own label, for every forgetting scenario.
         - SPA is computed from the logits (softmax over the classes other than ``y_f``),
           which equals ``P(y)/S`` but stays defined when ``S`` underflows to 0.
         - Defaults (Adam, lr 3e-4, 8 epochs) were tuned on MNIST-5k/LeNet-5; the paper
@@ -67,7 +68,10 @@ class SU(SoftTargetMethod):
     """
 
     data_need = "forget"
-    paper = "SU: Fine-Grained and Efficient Self-Unlearning with Layered Iteration (SULI paper, 001), single-step baseline."
+    paper = (
+        "SU: Fine-Grained and Efficient Self-Unlearning with Layered Iteration"
+        " (SULI paper, Lyu et al., IJCAI 2025), single-step baseline."
+    )
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""SULI: Self-Unlearning with Layered Iteration (001): SPA distillation over entropy-ordered layers of D_f."""
+"""SULI: Self-Unlearning with Layered Iteration: SPA distillation over entropy-ordered layers of D_f."""
 
 from __future__ import annotations
 
@@ -102,10 +102,11 @@ class SULI(SU):
     ``ForgetAccuracyStop`` for class-wise, ``ReferenceAccuracyStop`` for instance-wise
     forgetting) stop it earlier.
 
-    Paper: *Fine-Grained and Efficient Self-Unlearning with Layered Iteration* (SULI), 001.
+    Paper: *Fine-Grained and Efficient Self-Unlearning with Layered Iteration* (SULI; Lyu et al., IJCAI 2025).
 
     Deviations:
-        - ``y_f`` is the sample's ground-truth label (SPEC.md).
+        - ``y_f`` is the sample's ground-truth label, not the current argmax: a misclassified
+          forget sample is still moved away from its own label.
         - Each layer gets a fixed epoch budget (the paper's "argmin" per layer is not
           specified further); stopping rules apply to the whole run.
         - With ``layer_size`` the number of layers is ``ceil(|D_f| / layer_size)`` and the
@@ -142,7 +143,7 @@ class SULI(SU):
     """
 
     data_need = "forget"
-    paper = "SULI: Fine-Grained and Efficient Self-Unlearning with Layered Iteration (001)."
+    paper = "SULI: Fine-Grained and Efficient Self-Unlearning with Layered Iteration (Lyu et al., IJCAI 2025)."
 
     def __init__(
         self,

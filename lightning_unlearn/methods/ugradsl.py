@@ -18,7 +18,7 @@ from lightning_unlearn.models.classifier import OptimizerName, split_batch
 if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import UnlearningDataModule
 
-UGRADSL_PAPER = "Label Smoothing Improves Machine Unlearning (UGradSL; Di et al., 2024), paper 003."
+UGRADSL_PAPER = "Label Smoothing Improves Machine Unlearning (UGradSL; Di et al., arXiv:2406.07698, 2024)."
 
 
 def mixed_dataloader(datamodule: UnlearningDataModule, primary: Literal["forget", "retain"]) -> CombinedLoader:
@@ -86,16 +86,17 @@ class UGradSL(MixedGradientMethod):
     of the same size (D_r cycled if it is the shorter one). Each step minimises
     ``p·mean CE(B_r) − (1 − p)·mean CE_GLS(B_f, α_i)`` with the GLS target
     ``(1 − α)·onehot(y) + α/K`` (Eq. 6/8 of the paper). With ``alpha=None`` the rate is
-    self-adaptive (SPEC.md): ``α_i = −c_i/|B_f|`` where ``c_i`` counts the retain samples of
+    self-adaptive: ``α_i = −c_i/|B_f|`` where ``c_i`` counts the retain samples of
     the paired batch whose embedding distance ``(1 − cos)/2`` to forget sample ``i`` is below
     ``beta``, computed from the embeddings of the same forward pass (no extra pass).
 
-    Cite: Di et al. "Label Smoothing Improves Machine Unlearning" (2024), papers/003.
+    Cite: Di et al., "Label Smoothing Improves Machine Unlearning", arXiv:2406.07698, 2024.
 
     Deviations:
         - The batch losses are means, not sums (Eq. 8 sums), so ``lr`` does not scale with the batch size.
         - The distance ``d`` (undefined in the paper) is ``(1 − cos)/2`` on the penultimate embeddings,
-          and ``α_i = −c_i/|B_f|`` is negative (the algorithm listing omits the sign) - SPEC.md.
+          and ``α_i = −c_i/|B_f|`` is negative (the algorithm listing omits the sign; negative smoothing
+          is what the method is built on).
         - Retain and forget batches go through ONE forward/backward (concatenated); with BatchNorm
           the batch statistics are those of the mixed batch.
 
@@ -152,7 +153,7 @@ class UGradSLPlus(MixedGradientMethod):
     and each retain batch is paired with the next forget batch, D_f being cycled (Algorithm 1).
     More thorough than UGradSL and more expensive (an epoch costs a pass over D_r).
 
-    Cite: Di et al. "Label Smoothing Improves Machine Unlearning" (2024), papers/003.
+    Cite: Di et al., "Label Smoothing Improves Machine Unlearning", arXiv:2406.07698, 2024.
 
     Deviations:
         - As :class:`UGradSL`: mean losses, ``d = (1 − cos)/2``, negative ``α_i``, one mixed forward.

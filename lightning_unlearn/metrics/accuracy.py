@@ -9,7 +9,7 @@ from lightning_unlearn.metrics.functional.accuracy import _accuracy_compute, _ac
 
 
 class SplitAccuracy(IndexedMetric):
-    """Top-1 accuracy on one split (D_f, D_r, D_t, D_tf or D_tr), exact under DDP (SPEC.md, Metrics).
+    """Top-1 accuracy on one split (D_f, D_r, D_t, D_tf or D_tr), exact under DDP.
 
     Unlike a counting accuracy, it keeps one correctness flag per dataset index, so the samples
     DistributedSampler repeats to even out the shards are counted once.

@@ -15,7 +15,7 @@ from lightning_unlearn.metrics.functional._checks import check_logits, check_sam
 
 
 class EntropyDistance(IndexedMetric):
-    """Entropy Distance (Prototype Surgery, paper 000, Eq. 14): mean per-sample Jensen–Shannon divergence
+    """Entropy Distance (Prototype Surgery (Liu et al., CCS 2025, Eq. 14): mean per-sample Jensen–Shannon divergence
     between the unlearned and the reference (retrained) model's softmax outputs on a split.
 
     Example:
@@ -45,7 +45,7 @@ class EntropyDistance(IndexedMetric):
 
 
 class PredictionKL(IndexedMetric):
-    """KL(S ‖ S_ref) of the predicted-class distributions on D_tf (PRU, paper 002, §5.3.2).
+    """KL(S ‖ S_ref) of the predicted-class distributions on D_tf (PRU, Zhang et al., ACML 2024, §5.3.2).
 
     Keeps each sample's predicted class under both models (keyed by dataset index) and builds the
     two histograms in ``compute``. Deviation: ``eps`` smoothing of empty classes, see

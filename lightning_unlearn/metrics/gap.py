@@ -14,7 +14,7 @@ from lightning_unlearn.metrics.functional.gap import average_gap
 
 
 class AverageGap(Metric):
-    """Mean |m_u − m_ref| over Acc D_f, Acc D_r, Acc D_t and MIA-efficacy (SPEC.md; SalUn's "Avg. Gap").
+    """Mean |m_u − m_ref| over Acc D_f, Acc D_r, Acc D_t and MIA-efficacy (SalUn's "Avg. Gap").
 
     ``update(unlearned, reference)`` with the four values (mapping with keys
     :data:`~lightning_unlearn.metrics.functional.GAP_KEYS` or a length-4 sequence); ``compute``
@@ -47,7 +47,7 @@ class AverageGap(Metric):
 
 
 class Runtime(Metric):
-    """Wall-clock seconds of the unlearning call alone (SPEC.md), the slowest process under DDP.
+    """Wall-clock seconds of the unlearning call alone, the slowest process under DDP.
 
     Example:
         >>> metric = Runtime()

@@ -18,7 +18,7 @@ MIASplit = Literal["retain", "test", "forget"]
 
 
 class MIAEfficacy(IndexedMetric):
-    """MIA-efficacy: fraction of D_f a confidence SVC predicts as non-member (SalUn / Jia et al. 2023; SPEC.md).
+    """MIA-efficacy: fraction of D_f a confidence SVC predicts as non-member (SalUn / Jia et al. 2023).
 
     Update with batches of each split, naming the split. In ``compute`` the states of all
     processes are gathered, repeats (DistributedSampler padding) dropped by dataset index, and an
@@ -56,7 +56,7 @@ class MIAEfficacy(IndexedMetric):
 
 
 class LossMIA(IndexedMetric):
-    """Loss MIA: accuracy (mean, std) of a logistic regression telling D_f from D_t by the loss (SCRUB; SPEC.md).
+    """Loss MIA: accuracy (mean, std) of a logistic regression telling D_f from D_t by the loss (SCRUB).
 
     Update with forget batches (``split="forget"``) and test batches (``split="test"``; for
     class-wise forgetting feed D_tf). ``compute`` returns ``(mean, std)`` over

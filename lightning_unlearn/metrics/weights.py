@@ -11,7 +11,7 @@ from lightning_unlearn.metrics.functional.weights import _prototype_similarity_u
 
 
 class PrototypeSimilarity(Metric):
-    """Prototype Similarity Score per class (Prototype Surgery, paper 000, Eq. 16).
+    """Prototype Similarity Score per class (Prototype Surgery (Liu et al., CCS 2025, Eq. 16).
 
     ``update(weight, reference_weight)`` with the head weights (K, E) of the unlearned and the
     reference model; ``compute`` returns the (K,) cosine similarities, averaged over updates
@@ -51,7 +51,7 @@ class PrototypeSimilarity(Metric):
 
 
 class ParameterChange(Metric):
-    """Parameter change of an unlearned model vs the original (SPEC.md; relative change: PRU, 002, Eq. 6).
+    """Parameter change of an unlearned model vs the original (relative change: PRU, Zhang et al., ACML 2024, Eq. 6).
 
     ``update(model, original)``; ``compute`` returns ``{"l1", "l1_head", "relative"}`` with
     ``relative`` a tensor of ‖δ_l‖₂/‖θ_o,l‖₂ per parameter, in the order of :attr:`parameter_names`.

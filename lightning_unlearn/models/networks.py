@@ -1,7 +1,7 @@
 """Small reference classifiers: LeNet-5, All-CNN and a CIFAR ResNet-18.
 
 Each ends in an ``nn.Linear`` head whose rows are the class prototypes, the anatomy every
-method in this package relies on (SPEC.md notation: backbone E, head C).
+method in this package relies on (notation in the docs: backbone E, head C).
 """
 
 from __future__ import annotations

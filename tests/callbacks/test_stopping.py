@@ -89,7 +89,7 @@ def test_reference_accuracy_stop_initial_reference_prevents_over_forgetting(mnis
     restored.load_state_dict(stop.state_dict())
     restored.on_train_start(None, None)  # type: ignore[arg-type]
     assert restored.initial_reference == stop.initial_reference and restored.state_key != ReferenceAccuracyStop().state_key
-    with pytest.raises(ValueError, match=r"`reference` must be 'current' \(the SPEC rule\) or 'initial', got 'start'"):
+    with pytest.raises(ValueError, match=r"`reference` must be 'current' \(the default rule\) or 'initial', got 'start'"):
         ReferenceAccuracyStop(reference="start")  # type: ignore[arg-type]
 
 

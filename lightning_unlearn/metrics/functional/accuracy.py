@@ -31,5 +31,5 @@ def split_accuracy(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def unlearning_accuracy(forget_logits: Tensor, forget_target: Tensor) -> Tensor:
-    """UA = 1 - Acc(D_f) (SalUn, Fan et al. 2024; SPEC.md Metrics)."""
+    """UA = 1 - Acc(D_f) (SalUn, Fan et al., ICLR 2024)."""
     return 1.0 - split_accuracy(forget_logits, forget_target)

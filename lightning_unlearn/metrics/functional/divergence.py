@@ -36,7 +36,7 @@ def _entropy_distance_compute(measures: Tensor) -> Tensor:
 
 
 def entropy_distance(logits: Tensor, reference_logits: Tensor) -> Tensor:
-    """Entropy Distance (Prototype Surgery, paper 000, Eq. 14): mean Jensen-Shannon divergence.
+    """Entropy Distance (Prototype Surgery (Liu et al., CCS 2025, Eq. 14): mean Jensen-Shannon divergence.
 
     ``ED = 1/2 KL(P_r || M) + 1/2 KL(P_u || M)``, ``M = (P_r + P_u)/2``, for the softmax outputs of
     the reference (retrained) and the unlearned model on each sample of a split, in nats, averaged
@@ -72,10 +72,10 @@ def _prediction_kl_compute(counts: Tensor, reference_counts: Tensor, eps: float 
 
 
 def prediction_kl(logits: Tensor, reference_logits: Tensor, eps: float = 1e-6) -> Tensor:
-    """KL(S || S_ref) of the predicted-class distributions (PRU, paper 002, §5.3.2).
+    """KL(S || S_ref) of the predicted-class distributions (PRU, Zhang et al., ACML 2024, §5.3.2).
 
     ``S`` is the distribution of the unlearned model's predicted classes (argmax) over the
-    samples (D_tf in SPEC.md), ``S_ref`` the retrained model's. Deviation: ``eps`` is added to every
+    samples (D_tf), ``S_ref`` the retrained model's. Deviation: ``eps`` is added to every
     class frequency before renormalising, so a class the reference never predicts gives a large
     finite value rather than infinity (the paper does not say how it handles empty bins).
     """

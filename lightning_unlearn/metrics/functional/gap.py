@@ -1,4 +1,4 @@
-"""Average gap to the retrained model (SPEC.md)."""
+"""Average gap to the retrained model (SalUn's "Avg. Gap")."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def _as_vector(name: str, value: Mapping[str, float] | Sequence[float] | Tensor)
 def average_gap(
     unlearned: Mapping[str, float] | Sequence[float] | Tensor, reference: Mapping[str, float] | Sequence[float] | Tensor
 ) -> Tensor:
-    """Mean |m_u − m_ref| over Acc(D_f), Acc(D_r), Acc(D_t) and MIA-efficacy (SPEC.md; SalUn's "Avg. Gap").
+    """Mean |m_u − m_ref| over Acc(D_f), Acc(D_r), Acc(D_t) and MIA-efficacy (SalUn's "Avg. Gap").
 
     Values are fractions in [0, 1] (multiply by 100 for the papers' percentage points).
 

