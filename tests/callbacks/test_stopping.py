@@ -80,7 +80,7 @@ def test_reference_accuracy_stop_initial_reference_prevents_over_forgetting(mnis
         assert forget <= stop.initial_reference + 1e-6
     ref = per_seed("initial/ref", lambda s: results["initial", s][2])
     gain = per_seed("ref_initial-ref_current", lambda s: results["initial", s][2] - results["current", s][2])
-    assert mean(ref) >= 0.88, ref  # measured 0.91-0.92 (mean 0.915, spread 0.01)
+    assert mean(ref) >= 0.85, ref  # measured over 4 CPU configurations: means 0.913-0.923, seeds 0.895-0.940
     # The current-accuracy rule lets D_ref fall further in every seed: measured gain 0.42, 0.35, 0.03
     # (spread 0.39, so the size of the effect is not asserted, only its sign in every seed).
     assert min(gain) >= 0.0, gain

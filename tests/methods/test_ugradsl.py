@@ -98,17 +98,17 @@ OPTIONS = {("random", "UGradSLPlus"): {"lr": 0.01, "p": 0.99, "max_epochs": 2}}
 # Paired statistic: mean over SEEDS of gap(baseline) - gap(method), each run under the benchmark's
 # protocol (the scenario's stopping rule, checked ~8 times per pass). Measured per seed:
 #   class,  FineTune - UGradSLPlus: +0.011, +0.027, +0.006 (mean +0.015, spread 0.020)
-#   random, FineTune - UGradSLPlus: +0.004, -0.001, +0.004 (mean +0.002, spread 0.005)
+#   random, FineTune - UGradSLPlus: +0.004, -0.001, +0.004 here, but up to +0.211 on one seed under another
+#   CPU configuration (spread 0.21): not asserted.
 #   random, GradientAscent - UGradSL: +0.196, -0.009, +0.044 (mean +0.077, spread 0.205: not asserted)
 # The papers' ordering is asserted only as far as it holds with a margin above the spread: UGradSL+
-# is at least on par with Fine-Tune (within one point). Class-wise, UGradSL against Gradient Ascent
+# is at least on par with Fine-Tune class-wise (within 3 points; over 4 CPU configurations per seed 0.000-0.027). Class-wise, UGradSL against Gradient Ascent
 # is not asserted: GradientAscent - UGradSL = +0.023, -0.331, -0.097 — UGradSL collapses the model
 # on two seeds in three before the class-wise rule fires (its defaults do not transfer across seeds).
 @pytest.mark.parametrize(
     ("scenario", "method", "baseline", "bound"),
     [
-        ("random", "UGradSLPlus", "FineTune", -0.01),
-        ("class", "UGradSLPlus", "FineTune", -0.01),
+        ("class", "UGradSLPlus", "FineTune", -0.03),
     ],
 )
 @quality
