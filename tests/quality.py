@@ -44,3 +44,11 @@ def mean(values: Iterable[float]) -> float:
 
 def count(values: Iterable[float], predicate: Callable[[float], bool]) -> int:
     return sum(1 for v in values if predicate(v))
+
+
+def class_forgetting(quality_run: Callable[..., dict[str, float]], method: str, prefix: str = "") -> tuple[list[float], list[float]]:
+    """Per seed, after class-wise unlearning with defaults: D_tf accuracy and the drop of D_tr accuracy from the original's."""
+    runs = [quality_run(method, "class", seed) for seed in SEEDS]
+    forget = per_seed(f"{prefix}test_forget", lambda s: runs[s]["test_forget"])
+    drop = per_seed(f"{prefix}test_retain_drop", lambda s: runs[s]["original/test_retain"] - runs[s]["test_retain"])
+    return forget, drop
