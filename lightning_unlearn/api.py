@@ -12,6 +12,7 @@ from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods.registry import get_method
 from lightning_unlearn.models.classifier import Classifier
 from lightning_unlearn.models.networks import ModelName
+from lightning_unlearn.request import ServeRequest
 
 
 def make_trainer(max_epochs: int, callbacks: list[Callback] | None = None, **trainer_kwargs: Any) -> Trainer:
@@ -71,13 +72,20 @@ def unlearn(
         **options: the method's arguments (``lr``, ``max_epochs``, ...).
 
     Returns:
-        The unlearned copy of ``model`` (same type as ``model``).
+        The unlearned copy of ``model`` (same type as ``model``); its ``unlearning_outcome`` attribute is
+        the :class:`~lightning_unlearn.request.UnlearningOutcome` (target, whether reached, steps, wall
+        time, accuracies before/after, guard events), also at ``method.outcome``.
+
+    Warns:
+        UnlearningTargetWarning: when the request's target is not reached (an error with ``strict=True``).
 
     Example:
         >>> from lightning_unlearn import ClassForget, UnlearningDataModule, train_classifier, unlearn
         >>> dm = UnlearningDataModule("digits", forget=ClassForget(0))
         >>> original = train_classifier(dm, max_epochs=1)
-        >>> unlearned = unlearn(original, dm, method="GradientAscent", max_epochs=1)
+        >>> unlearned = unlearn(original, dm, method="GradientAscent")
+        >>> unlearned.unlearning_outcome.reached
+        True
     """
     if isinstance(method, UnlearningMethod):
         if options:
@@ -88,6 +96,10 @@ def unlearn(
     seed_everything(instance.hparams.get("seed", 0), workers=True, verbose=False)
     trainer_kwargs = dict(trainer_kwargs or {})
     trainer_kwargs.setdefault("limit_val_batches", 0 if not callbacks else 1.0)
-    trainer = make_trainer(max(instance.hparams.max_epochs, 1), callbacks, **trainer_kwargs)
+    request = next((cb for cb in callbacks or [] if isinstance(cb, ServeRequest)), None)
+    budgeted = request.budget_applies() if request is not None else instance.runs_to_budget()
+    trainer = make_trainer(-1 if budgeted else max(instance.hparams.max_epochs, 1), callbacks, **trainer_kwargs)
     trainer.fit(instance, datamodule=datamodule)
-    return instance.unlearned_model
+    model = instance.unlearned_model
+    model.unlearning_outcome = instance.outcome  # type: ignore[assignment]
+    return model

@@ -27,7 +27,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 
@@ -101,7 +101,6 @@ def run_benchmark(
     threads: int | None = None,
     workers: int = 1,
     stopping: bool = True,
-    instance_reference: Literal["current", "initial"] = "current",
     overwrite: bool = False,
 ) -> BenchmarkResult:
     """Run every registered method (default arguments) on every scenario and seed; write the report folder.
@@ -133,13 +132,11 @@ def run_benchmark(
             or the CPU count divided by ``workers``). On a shared or small CPU, 1 is often fastest.
         workers: processes running replicate seeds in parallel, one scenario of one seed at a time
             (the numbers do not depend on it).
-        stopping: attach the scenario's stopping rule to every method that trains for epochs:
-            class-wise, stop once the forget accuracy reaches 0 (:class:`ForgetAccuracyStop`);
-            sub-class and random, stop once it is at most the accuracy on the held-out D_ref
-            (:class:`ReferenceAccuracyStop`), the retrained model's behaviour on unseen data.
-        instance_reference: the D_ref accuracy the instance-wise rule compares with: ``current``
-            (the model's accuracy at every check) or ``initial`` (the accuracy before
-            unlearning; keeps forget-only methods from collapsing on random requests).
+        stopping: serve each request as the methods do by default: run until the request's
+            target (class-wise: forget accuracy at most 1% on D_f and D_tf; sub-class and random:
+            forget accuracy down to the held-out accuracy of the same classes before unlearning),
+            within the utility guard and a step budget (see :mod:`lightning_unlearn.request`);
+            false: run each method's fixed epoch budget with no target and no guard.
         overwrite: start afresh in ``output``, removing the files an earlier benchmark wrote there.
 
     Returns:
@@ -152,13 +149,13 @@ def run_benchmark(
     """
     overrides = {"data": data_seed, "forget": forget_seed, "original": original_seed, "method": method_seed}
     names = _validate(scenarios, methods, seeds, overrides, original_epochs, relearn_epochs, max_epochs, devices, threads,
-                      workers, instance_reference, forget_class, fraction)
+                      workers, forget_class, fraction)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items() if k in _CONFIG_KEYS}
     config.update(methods=names, code=code_fingerprint())
     out = Path(output)
     done = prepare_output(out, config, overwrite)
     settings = RunSettings(dataset, model, original_epochs, forget_class, fraction, relearn_epochs, max_epochs,
-                           accelerator, devices, precision, instance_reference if stopping else None)
+                           accelerator, devices, precision, stopping)
     plan = plan_runs(config, done)
     total = sum(len(ms) for pending in plan.values() for ms in pending.values())
     tasks = sum(len(pending) for pending in plan.values())  # a worker's unit: one scenario of one seed
@@ -181,13 +178,13 @@ def run_benchmark(
 
 _CONFIG_KEYS = ("scenarios", "seeds", "data_seed", "forget_seed", "original_seed", "method_seed", "dataset", "model",
                 "original_epochs", "forget_class", "fraction", "relearn_epochs", "max_epochs", "accelerator", "devices",
-                "precision", "threads", "stopping", "instance_reference")
+                "precision", "threads", "stopping")
 
 
 def _validate(
     scenarios: Sequence[str], methods: Sequence[str] | None, seeds: Sequence[int], overrides: Mapping[str, int | None],
     original_epochs: int, relearn_epochs: int, max_epochs: int | None, devices: int, threads: int | None, workers: int,
-    instance_reference: str, forget_class: int, fraction: float,
+    forget_class: int, fraction: float,
 ) -> list[str]:
     """Check every argument before any work; return the method names to run (registered spelling, no Retrain)."""
 
@@ -232,8 +229,6 @@ def _validate(
         fail(f"`threads` must be >= 1 or None, got {threads}.")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         fail(f"`workers` must be an integer >= 1, got {workers!r}.")
-    if instance_reference not in ("current", "initial"):
-        fail(f"`instance_reference` must be 'current' or 'initial', got {instance_reference!r}.")
     return names
 
 

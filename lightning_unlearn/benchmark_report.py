@@ -35,7 +35,7 @@ UNITS = {
     "metrics": "fractions in [0, 1] (report.md shows percentage points)",
     "runtime_s": "seconds (the unlearning call alone)",
     "wall_s": "seconds (the whole run: training, scoring and the relearning probe)",
-    "steps": "optimiser steps of the unlearning fit (trainer.global_step)",
+    "steps": "training steps of the unlearning run (batches; 0 for one-shot methods)",
 }
 _MARKERS = ("o", "s", "^", "v", "D", "P", "X", "*", "<", ">", "h", "p")
 _LINESTYLES = ("-", "--", "-.", ":")
@@ -100,6 +100,7 @@ def _row(runs: list[RunRecord], refs: Mapping[tuple[str, int], RunRecord]) -> di
     row["runtime_s"] = summarize([r.runtime_s for r in ok])
     row["steps"] = summarize([r.steps for r in ok])
     row["stopped"] = {"fired": sum(r.stopped for r in ok), "n": sum(r.stop_rule for r in ok)}
+    row["guard"] = {"events": sum(r.guard_events > 0 for r in ok), "n": sum(r.stop_rule for r in ok)}
     curves = [r.relearning for r in ok if r.relearning]
     if curves:
         epochs = [summarize([c[i] for c in curves]) for i in range(min(map(len, curves)))]
@@ -132,9 +133,11 @@ def markdown(config: Mapping[str, Any], table: Mapping[str, Mapping[str, dict[st
     fixed = {role: config.get(f"{role}_seed") for role in ("data", "forget", "original", "method")}
     fixed_text = ", ".join(f"{role} seed fixed at {v}" for role, v in fixed.items() if v is not None)
     budget = "" if config.get("max_epochs") is None else f" (epochs capped at {config['max_epochs']})"
-    rule = "no stopping rule" if not config.get("stopping", True) else (
-        "the scenario's stopping rule (class-wise: forget accuracy 0; instance-wise: forget accuracy at most the"
-        f" {config.get('instance_reference', 'current')} D_ref accuracy)")
+    rule = "a fixed epoch budget, no target and no guard" if not config.get("stopping", True) else (
+        "each request served as by default: run until its target (class-wise: forget accuracy at most 1% on D_f and"
+        " D_tf; instance-wise: forget accuracy down to the held-out accuracy of the same classes before unlearning),"
+        " within the utility guard (held-out accuracy on retained classes at most 2 points below its value before)"
+        " and a step budget")
     resumed_text = f" ({resumed} runs resumed from an earlier invocation)" if resumed else ""
     lines = [
         "# lightning-unlearn benchmark",
@@ -150,7 +153,8 @@ def markdown(config: Mapping[str, Any], table: Mapping[str, Mapping[str, dict[st
         f" t₀.₉₇₅,ₙ₋₁·s/√n; n = {len(seeds)} unless a row says otherwise; a single value when n = 1)."
         f" `value (gap)`: the gap is |value − {REFERENCE}'s value| of the same seed. *avg gap*: the mean gap over"
         " Acc D_f, Acc D_r, Acc D_t and MIA (lower is better). *runtime*: the unlearning call alone. *steps*: optimiser"
-        " steps of the unlearning fit. *stopped*: runs whose stopping rule fired / runs with a rule."
+        " steps of the unlearning fit. *target*: runs that reached their request's target / runs with a target."
+        " *guard*: runs in which a check violated the utility guard (the state returned never does) / runs with a target."
         f" *relearn*: forget accuracy after {config['relearn_epochs']} relearning epoch(s) (fine-tuning on D_new:"
         " retained classes only for class-wise forgetting, probed on D_tf; all classes otherwise, probed on D_f)."
         f" *{ORIGINAL_LABEL}*: the original model scored as it is.",
@@ -165,7 +169,7 @@ def markdown(config: Mapping[str, Any], table: Mapping[str, Mapping[str, dict[st
 
 def _scenario_table(rows: Mapping[str, dict[str, Any]], seeds: int) -> list[str]:
     present = [(k, title) for k, title in TABLE_METRICS if any(k in row for row in rows.values())]
-    header = ["method", *(t for _, t in present), "avg gap", "runtime", "steps", "stopped", "relearn"]
+    header = ["method", *(t for _, t in present), "avg gap", "runtime", "steps", "target", "guard", "relearn"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for method in _ordered(rows):
         row = rows[method]
@@ -185,6 +189,7 @@ def _scenario_table(rows: Mapping[str, dict[str, Any]], seeds: int) -> list[str]
             _fmt(row["runtime_s"], scale=1.0, digits=2),
             _fmt(row["steps"], scale=1.0, digits=0),
             f"{stopped['fired']}/{stopped['n']}" if stopped["n"] else "–",
+            f"{row['guard']['events']}/{row['guard']['n']}" if row.get("guard", {}).get("n") else "–",
             _fmt(row.get("relearn_final")),
         ]
         lines.append("| " + " | ".join(cells) + " |")
@@ -199,8 +204,8 @@ def progress_line(record: RunRecord, done: int, total: int) -> str:
         return f"{head}: failed after {wall}: {record.error}"
     gap = record.metrics.get("average_gap")
     gap_text = "–" if gap is None else f"{100 * gap:.1f} pp"
-    stopped = "–" if not record.stop_rule else ("yes" if record.stopped else "no")
-    return f"{head}: avg gap {gap_text}, {record.steps} steps, stopped {stopped}, {wall}"
+    target = "–" if not record.stop_rule else ("reached" if record.stopped else "NOT reached")
+    return f"{head}: avg gap {gap_text}, {record.steps} steps, target {target}, {wall}"
 
 
 # ------------------------------------------------------------------------------- plots

@@ -17,6 +17,7 @@ import inspect
 import logging
 import time
 import traceback
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -33,6 +34,7 @@ from lightning_unlearn.data.forget import ClassForget, ForgetSpec, RandomForget,
 from lightning_unlearn.methods.registry import get_method
 from lightning_unlearn.models.networks import ModelName
 from lightning_unlearn.relearning import relearn
+from lightning_unlearn.request import UnlearningTargetWarning
 
 Scenario = Literal["class", "subclass", "random"]
 SCENARIO_TITLES = {
@@ -122,7 +124,7 @@ class RunSettings:
     accelerator: str
     devices: int
     precision: str
-    stopping: Literal["current", "initial"] | None
+    stopping: bool
 
 
 @dataclass
@@ -144,6 +146,9 @@ class RunRecord:
     stop_rule: bool = False
     stopped: bool = False
     stopped_step: int | None = None
+    stopped_by: str | None = None
+    guard_events: int = 0
+    outcome: dict[str, Any] | None = None
     seeds: dict[str, int] = field(default_factory=dict)
     wall_s: float | None = None
 
@@ -266,23 +271,37 @@ def _run_method(
     trainer_kwargs: dict[str, Any],
     seeds: ReplicateSeeds,
 ) -> None:
-    """Unlearn with ``record.method`` (default arguments), then score it into ``record``."""
-    from lightning_unlearn.callbacks.stopping import UnlearningStopReason
+    """Unlearn with ``record.method`` (default arguments), then score it into ``record``.
 
+    With ``settings.stopping`` the method serves the request as it does by default (target, guard,
+    step budget) and the record keeps its outcome: ``stop_rule`` (a target was set), ``stopped``
+    (it was reached), ``stopped_step`` (the step of the returned state), ``stopped_by`` and the
+    number of guard events. Otherwise the method runs its fixed epoch budget.
+    """
     try:
         seed_everything(seeds.method, workers=True, verbose=False)  # a method drawing in __init__ sees the same state
-        method = create_method(record.method, original, **_method_options(record.method, recorders, seeds.method, settings.max_epochs))
-        callbacks = stopping_rules(record.scenario, settings.stopping) if settings.stopping and method.hparams.max_epochs > 0 else []
-        kwargs = {**trainer_kwargs, "precision": settings.precision, **(check_interval(method, dm) if callbacks else {})}
-        unlearned = unlearn(original, dm, method=method, callbacks=callbacks or None, trainer_kwargs=kwargs)
-        record.runtime_s, record.steps, record.stop_rule = float(method.runtime_s), int(method.global_step), bool(callbacks)
-        fired = [rule for rule in callbacks if getattr(rule, "stopping_reason", None) not in (None, UnlearningStopReason.NOT_STOPPED)]
-        if fired:  # a stop ends training at the step it is signalled
-            record.stopped, record.stopped_step = True, record.steps
+        options = _method_options(record.method, recorders, seeds.method, settings.max_epochs)
+        if not settings.stopping:
+            options.update(target=None, guard=None)
+        method = create_method(record.method, original, **options)
+        with warnings.catch_warnings():  # an unserved request is recorded below, not printed per run
+            warnings.simplefilter("ignore", UnlearningTargetWarning)
+            unlearned = unlearn(original, dm, method=method, trainer_kwargs={**trainer_kwargs, "precision": settings.precision})
+        outcome = method.outcome
+        record.runtime_s, record.steps = float(method.runtime_s), int(outcome.steps if outcome else method.global_step)
+        if outcome is not None:
+            record.stop_rule, record.stopped = outcome.target is not None, bool(outcome.reached)
+            record.stopped_step, record.stopped_by = outcome.returned_step, outcome.stopped_by
+            record.guard_events, record.outcome = len(outcome.guard_events), _outcome_summary(outcome)
         _score(record, unlearned, dm, original, reference, settings.relearn_epochs, seeds)
     except Exception as err:  # a failing method is reported as a failed row, never hidden
         record.error = f"{type(err).__name__}: {err}"
         logging.getLogger(__name__).debug(traceback.format_exc())
+
+
+def _outcome_summary(outcome: Any) -> dict[str, Any]:
+    """The outcome without its per-check history (kept small in results.json)."""
+    return {k: v for k, v in outcome.to_dict().items() if k != "history"}
 
 
 def _score(

@@ -25,6 +25,7 @@ from lightning_unlearn.metrics.functional.mia import loss_mia, mia_efficacy
 from lightning_unlearn.metrics.functional.weights import parameter_change
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.outputs import SplitOutputs, predict
+from lightning_unlearn.passes import device_of
 from lightning_unlearn.relearning import RelearningResult
 
 if TYPE_CHECKING:
@@ -162,11 +163,6 @@ class UnlearningReport:
 
 
 # ------------------------------------------------------------------- checks
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 def _check_models(models: dict[str, nn.Module], num_classes: int, head: str | None) -> dict[str, Anatomy]:
     anatomies: dict[str, Anatomy] = {}
     for role, model in models.items():
@@ -179,7 +175,7 @@ def _check_models(models: dict[str, nn.Module], num_classes: int, head: str | No
                 f"`{role}` predicts {classes} classes but the data module has {num_classes}: the models and the data"
                 " must share the label space."
             )
-    devices = {role: _device_of(m) for role, m in models.items()}
+    devices = {role: device_of(m) for role, m in models.items()}
     if len(set(devices.values())) > 1:
         where = ", ".join(f"`{r}` on {d}" for r, d in devices.items())
         raise ValueError(f"All models must be on the same device, got {where}. Move them with `.to(device)`.")

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from lightning_unlearn.models.anatomy import Anatomy
+from lightning_unlearn.passes import device_of, eval_mode
 
 if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import Split, UnlearningDataModule
@@ -39,24 +40,17 @@ class SplitOutputs:
         return (self.logits.argmax(dim=1) == self.labels).double().mean().item()
 
 
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
 @torch.no_grad()
 def predict(model: nn.Module, loader: DataLoader, with_embeddings: bool = False, head: str | None = None) -> SplitOutputs:
     """Run ``model`` in eval mode over ``loader`` (batches of ``(x, y, index)`` or ``(x, y)``).
 
     The model's train/eval mode is restored afterwards.
     """
-    device = _device_of(model)
+    device = device_of(model)
     anatomy = Anatomy(model, head=head) if with_embeddings else None
-    was_training = model.training
-    model.eval()
     logits, labels, indices, embeddings = [], [], [], []
     seen = 0
-    try:
+    with eval_mode(model):
         for batch in loader:
             x, y = batch[0].to(device), batch[1]
             idx = batch[2] if len(batch) > 2 else torch.arange(seen, seen + len(y))
@@ -69,8 +63,6 @@ def predict(model: nn.Module, loader: DataLoader, with_embeddings: bool = False,
             logits.append(out.float().cpu())
             labels.append(torch.as_tensor(y).cpu())
             indices.append(torch.as_tensor(idx).cpu())
-    finally:
-        model.train(was_training)
     if not logits:
         raise ValueError("The loader yielded no batch: the split is empty.")
     return SplitOutputs(

@@ -6,18 +6,14 @@ embeddings (the Gram-matrix form of the paper's closed form: O(E²) memory
 whatever the number of training samples). Neither can be recovered after training, so
 :class:`PrototypeRecorder` records them while the user's own ``Trainer.fit`` runs.
 
-The module also holds the embedding passes shared by :class:`~lightning_unlearn.methods.NaivePS`
-and :class:`~lightning_unlearn.methods.PS` (one no-grad eval-mode pass, sharded without
-padding across processes).
+The passes over data it runs are those of :mod:`lightning_unlearn.passes`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,84 +22,13 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader
 
 from lightning_unlearn.models.anatomy import Anatomy
-from lightning_unlearn.models.classifier import split_batch
+from lightning_unlearn.passes import device_of, embedding_pass
 from lightning_unlearn.serialization import load_trusted
 
 RECORDING_VERSION = 1
-
-
-# ---------------------------------------------------------------------------------- passes
-def _device_of(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _forward_context(trainer: Trainer | None) -> contextlib.AbstractContextManager:
-    """The precision plugin's forward context (autocast under ``bf16-mixed``), or a no-op."""
-    if trainer is None:
-        return contextlib.nullcontext()
-    return trainer.precision_plugin.forward_context()
-
-
-def _rank_world(trainer: Trainer | None) -> tuple[int, int]:
-    return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-
-
-def shard_loader(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
-    """A sequential loader over this process's share ``rank::world_size`` of ``loader``'s dataset.
-
-    Unlike DistributedSampler it pads nothing: every sample is seen by exactly one process,
-    so sums over processes equal the single-process sum.
-    """
-    if world_size == 1 and loader.sampler is not None and type(loader.sampler).__name__ == "SequentialSampler":
-        return loader
-    dataset = loader.dataset
-    n = len(dataset)  # type: ignore[arg-type]
-    return DataLoader(
-        Subset(dataset, range(rank, n, world_size)),
-        batch_size=loader.batch_size or 256,
-        shuffle=False,
-        collate_fn=loader.collate_fn,
-        num_workers=loader.num_workers,
-    )
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
-def embedding_pass(
-    anatomy: Anatomy, loader: DataLoader, trainer: Trainer | None = None
-) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
-    """Yield ``(logits, embeddings, labels, indices)`` per batch: one no-grad eval-mode pass.
-
-    Under several processes each one sees its own share of the data (no padding).
-    Batches are ``(x, y, index)`` or ``(x, y)`` (then the index is the position in the dataset).
-    """
-    rank, world = _rank_world(trainer)
-    loader = shard_loader(loader, rank, world)
-    device = _device_of(anatomy.model)
-    position = rank
-    with torch.no_grad(), _eval_mode(anatomy.model):
-        for batch in loader:
-            x, y = split_batch(batch)
-            if len(batch) > 2:
-                idx = torch.as_tensor(batch[2])
-            else:
-                idx = torch.arange(len(y)) * world + position
-            position += len(y) * world
-            with _forward_context(trainer):
-                logits, emb = anatomy.forward_with_embeddings(x.to(device, non_blocking=True))
-            yield logits, emb, torch.as_tensor(y).to(device), idx.to(device)
 
 
 def augment(embeddings: Tensor) -> Tensor:
@@ -121,7 +46,7 @@ def gram_pass(anatomy: Anatomy, loader: DataLoader, trainer: Trainer | None = No
 
     ``indices`` are the dataset indices this process saw (gather them with :func:`gather_rows`).
     """
-    device = _device_of(anatomy.model)
+    device = device_of(anatomy.model)
     dim = anatomy.embedding_dim + 1
     gram = torch.zeros(dim, dim, dtype=_accumulation_dtype(device), device=device)
     seen = []
@@ -133,18 +58,6 @@ def gram_pass(anatomy: Anatomy, loader: DataLoader, trainer: Trainer | None = No
         gram = trainer.strategy.reduce(gram, reduce_op="sum")
     indices = torch.cat(seen) if seen else torch.empty(0, dtype=torch.long, device=device)
     return gram.to("cpu", torch.float64), indices.long()
-
-
-def gather_rows(tensor: Tensor, trainer: Trainer | None = None) -> Tensor:
-    """Concatenate along dim 0 the (possibly unequal) ``tensor`` of every process."""
-    if trainer is None or trainer.world_size == 1:
-        return tensor
-    strategy = trainer.strategy
-    size = torch.tensor([tensor.shape[0]], device=tensor.device)
-    sizes = strategy.all_gather(size).reshape(-1).tolist()
-    pad = tensor.new_zeros((int(max(sizes)) - tensor.shape[0], *tensor.shape[1:]))
-    gathered = strategy.all_gather(torch.cat([tensor, pad]))
-    return torch.cat([gathered[r, : int(n)] for r, n in enumerate(sizes)])
 
 
 def head_matrix(head: nn.Linear) -> Tensor:

@@ -14,11 +14,13 @@ from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
 
 from lightning_unlearn.data.datasets import DatasetName, DatasetPair, IndexedDataset, _targets, load_dataset
-from lightning_unlearn.data.forget import ClassForget, ForgetSpec
+from lightning_unlearn.data.forget import ClassForget, ForgetSpec, IndexForget
 
 Split = Literal["train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref"]
 SPLITS: tuple[str, ...] = ("train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref")
 MANIFEST_VERSION = 1
+DEFAULT_REF_FRACTION = 0.05
+"""D_ref held out by default for sub-class, random and index requests (their target is measured on it)."""
 
 
 def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
@@ -84,7 +86,10 @@ class UnlearningDataModule(LightningDataModule):
         split_seed: seed of the bundled datasets' stratified train/test split (``mnist5k``,
             ``digits``; a torchvision or custom dataset keeps its own split).
         new_fraction: fraction of the training data held out as D_new.
-        ref_fraction: fraction of the training data held out as D_ref.
+        ref_fraction: fraction of the training data held out as D_ref, the held-out data the target
+            of a sub-class, random or index request is measured on. Default (``None``):
+            :data:`DEFAULT_REF_FRACTION` for those requests, 0 for a class-wise one (whose target and
+            guard need no D_ref).
         manifest: a JSON manifest to read the indices from (written by :meth:`save_manifest`).
 
     Raises:
@@ -112,10 +117,14 @@ class UnlearningDataModule(LightningDataModule):
         forget_seed: int | None = None,
         split_seed: int = 0,
         new_fraction: float = 0.0,
-        ref_fraction: float = 0.0,
+        ref_fraction: float | None = None,
         manifest: str | None = None,
     ) -> None:
         super().__init__()
+        if forget is not None and not isinstance(forget, ForgetSpec):
+            raise TypeError(f"`forget` must be a ForgetSpec (ClassForget, SubclassForget, ...), got {type(forget).__name__}.")
+        if ref_fraction is None:
+            ref_fraction = 0.0 if forget is None or isinstance(forget, ClassForget) else DEFAULT_REF_FRACTION
         for name, value in (("new_fraction", new_fraction), ("ref_fraction", ref_fraction)):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
@@ -182,6 +191,9 @@ class UnlearningDataModule(LightningDataModule):
         rng = np.random.default_rng(self.seed)
         perm = rng.permutation(n)
         n_new, n_ref = int(round(self.new_fraction * n)), int(round(self.ref_fraction * n))
+        if isinstance(self.forget, IndexForget):  # samples the request names are never held out
+            requested = np.isin(perm, np.asarray(self.forget.indices, dtype=np.int64))
+            perm = np.concatenate([perm[~requested], perm[requested]])
         new, ref, train = np.sort(perm[:n_new]), np.sort(perm[n_new : n_new + n_ref]), np.sort(perm[n_new + n_ref :])
         forget = self.forget.select(train, targets[train], self.num_classes, self.forget_seed)
         self.indices = {

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
-from lightning.pytorch import LightningModule
+from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_unlearn.models.anatomy import Anatomy
+from lightning_unlearn.request import ServeRequest, UnlearningOutcome, validate_request_options
 from lightning_unlearn.models.classifier import OptimizerName, build_optimizer, split_batch
 from lightning_unlearn.serialization import load_trusted, plain
 
@@ -146,9 +147,22 @@ class UnlearningMethod(LightningModule):
         lr: learning rate.
         weight_decay: weight decay.
         momentum: SGD momentum.
-        max_epochs: the method's epoch budget (stops the Trainer after this many epochs).
-        val_splits: splits whose accuracy is logged as ``val/<split>_acc`` after every epoch.
+        max_epochs: passes over the method's training data; with a target, the step budget is at least
+            this many passes (see ``max_steps``); without one (``target=None``), the epoch budget.
+        val_splits: splits whose accuracy is logged as ``val/<split>_acc`` when the Trainer validates.
         seed: seed of the method's own random choices.
+        target: the request's target: ``"auto"`` (default: derived from the forget specification;
+            see :mod:`lightning_unlearn.request`), a forget accuracy in [0, 1], or ``None`` (run the
+            fixed budget only).
+        guard: the utility guard: largest allowed drop of the held-out accuracy on retained classes
+            below its value before unlearning (default 0.02; ``None`` turns it off).
+        strict: raise :class:`~lightning_unlearn.request.UnlearningTargetError` instead of warning
+            when the target is not reached.
+        max_steps: step budget (training batches); default ``max(max_epochs`` passes, ``min_steps)``
+            when there is a target.
+        min_steps: floor of the default step budget (a tiny forget set still gets enough steps).
+        check_every: steps between checks of the target and guard (default: derived from the
+            number of checked samples, so the checks cost about a quarter of the run).
 
     Raises:
         HeadNotFoundError: if the classifier has no detectable linear head.
@@ -156,12 +170,15 @@ class UnlearningMethod(LightningModule):
     """
 
     data_need: ClassVar[DataNeed] = "forget"
+    iterative: ClassVar[bool] = True
+    """False for closed-form methods: they cannot run towards a target."""
     method_name: ClassVar[str] = "base"
     paper: ClassVar[str] = ""
 
     def __init__(
         self,
         model: nn.Module | None = None,
+        *,
         checkpoint: str | None = None,
         num_classes: int | None = None,
         head: str | None = None,
@@ -172,6 +189,12 @@ class UnlearningMethod(LightningModule):
         max_epochs: int = 5,
         val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
+        target: float | Literal["auto"] | None = "auto",
+        guard: float | None = 0.02,
+        strict: bool = False,
+        max_steps: int | None = None,
+        min_steps: int = 200,
+        check_every: int | None = None,
     ) -> None:
         super().__init__()
         architecture = None
@@ -191,6 +214,12 @@ class UnlearningMethod(LightningModule):
             raise ValueError(f"`lr` must be > 0, got {lr}.")
         if max_epochs < 0:
             raise ValueError(f"`max_epochs` must be >= 0, got {max_epochs}.")
+        validate_request_options(target, guard, strict, max_steps, min_steps, check_every)
+        if strict and not self.iterative:
+            raise ValueError(
+                f"`strict=True` needs an iterative method; {type(self).__name__} does all its work in one call and"
+                " cannot run towards a target (its outcome still reports whether the target is reached)."
+            )
         self.save_hyperparameters(ignore=["model"])
         self.model = copy.deepcopy(model).train()  # the user's model may be in eval mode; its copy trains
         self.architecture = architecture or architecture_of(model)
@@ -201,8 +230,8 @@ class UnlearningMethod(LightningModule):
         self.val_splits = tuple(val_splits)
         self.val_accuracy = nn.ModuleDict({s: MulticlassAccuracy(self.num_classes, average="micro") for s in self.val_splits})
         self.runtime_s = 0.0
+        self.outcome: UnlearningOutcome | None = None
         self._t_start: float | None = None
-        self._t_val = 0.0
         self._active_val_splits: list[str] = []
 
     # ------------------------------------------------------------------ model
@@ -255,8 +284,12 @@ class UnlearningMethod(LightningModule):
         """The loss of one batch. Override in every automatically optimised method."""
         raise NotImplementedError(f"{type(self).__name__} must implement unlearning_step().")
 
-    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.unlearning_step(batch, batch_idx)
+        request = self._request()
+        if request is not None and not torch.isfinite(loss).all():
+            request.stop_on_non_finite(self.trainer)  # the best checked state is returned
+            return None  # the update is skipped
         self.check_finite(loss)
         self.log("train/loss", loss.detach(), prog_bar=True)
         return loss
@@ -286,27 +319,53 @@ class UnlearningMethod(LightningModule):
         metric.update(self(x), y)
         self.log(f"val/{split}_acc", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
 
+    # ------------------------------------------------------------- the request
+    def configure_callbacks(self) -> list[Callback]:
+        """The request's :class:`~lightning_unlearn.request.ServeRequest`, unless the Trainer has one or it is off."""
+        hp = self.hparams
+        trainer = self._trainer
+        if trainer is not None and any(isinstance(cb, ServeRequest) for cb in trainer.callbacks):
+            return []
+        if hp.get("target", "auto") is None and hp.get("guard", 0.02) is None and hp.get("max_steps") is None:
+            return []
+        return [ServeRequest(hp.get("target", "auto"), hp.get("guard", 0.02), hp.get("strict", False),
+                             hp.get("max_steps"), hp.get("min_steps", 200), hp.get("check_every"))]
+
+    def runs_to_budget(self) -> bool:
+        """Whether the request's step budget (not ``max_epochs``) ends this method's runs."""
+        hp = self.hparams
+        return hp.get("max_steps") is not None or hp.get("target", "auto") is not None
+
+    def _request(self) -> ServeRequest | None:
+        trainer = self._trainer
+        return next((cb for cb in trainer.callbacks if isinstance(cb, ServeRequest)), None) if trainer is not None else None
+
     # --------------------------------------------------------------- timing
+    def setup(self, stage: str) -> None:
+        if stage == "fit":  # the wall time of the request: every check and pass, from here to on_fit_end
+            self._t_start = time.perf_counter()
+
     def on_fit_start(self) -> None:
-        self._t_start = time.perf_counter()
-        self._t_val = 0.0
+        if self._t_start is None:
+            self._t_start = time.perf_counter()
         self.prepare_unlearning()
 
-    def on_validation_start(self) -> None:
-        self._t_val_start = time.perf_counter()
-
-    def on_validation_end(self) -> None:
-        self._t_val += time.perf_counter() - self._t_val_start
-
     def on_train_epoch_end(self) -> None:
+        request = self._request()
+        if request is not None and request.budget is not None:
+            return  # the request's step budget ends the run
         if self.current_epoch + 1 >= self.hparams.max_epochs:
             self.trainer.should_stop = True
 
     def on_fit_end(self) -> None:
         if self._t_start is not None:
-            self.runtime_s += time.perf_counter() - self._t_start - self._t_val
+            self.runtime_s += time.perf_counter() - self._t_start
             self._t_start = None
-            rank_zero_info(f"{type(self).__name__}: unlearning took {self.runtime_s:.2f} s.")
+            if self.outcome is not None:
+                self.outcome.runtime_s = self.runtime_s
+                rank_zero_info(self.outcome.summary())
+            else:
+                rank_zero_info(f"{type(self).__name__}: unlearning took {self.runtime_s:.2f} s.")
 
     # ----------------------------------------------------------- persistence
     def save_unlearned(self, path: str | os.PathLike) -> Path:

@@ -53,18 +53,14 @@ class BoundaryExpanding(UnlearningMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 5e-4,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
         max_epochs: int = 1,
-        val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, max_epochs=max_epochs, seed=seed, **kwargs)
         dim = self.anatomy.embedding_dim
         head_param = self.anatomy.head.weight
         generator = torch.Generator().manual_seed(seed)

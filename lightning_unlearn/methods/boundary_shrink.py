@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods.registry import register_method
+from lightning_unlearn.passes import eval_mode
 from lightning_unlearn.models.classifier import OptimizerName, split_batch
 
 BOUNDARY_PAPER = (
@@ -84,19 +85,14 @@ class BoundaryShrink(UnlearningMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 5e-4,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
         max_epochs: int = 1,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         epsilon: float = 0.3,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, max_epochs=max_epochs, **kwargs)
         if not isinstance(epsilon, (int, float)) or not epsilon > 0:
             raise ValueError(f"`epsilon` must be > 0 (FGSM step in input units), got {epsilon!r}.")
         self.epsilon = float(epsilon)
@@ -108,12 +104,10 @@ class BoundaryShrink(UnlearningMethod):
             return
         dm = self.trainer.datamodule
         table = torch.full((int(dm.forget_indices.max()) + 1,), -1, dtype=torch.long, device=self.device)
-        was_training = self.model.training
-        self.model.eval()
-        for x, y, index in dm.dataloader("forget"):
-            x, y, index = x.to(self.device), y.to(self.device), index.to(self.device)
-            table[index] = neighbour_labels(self.model, x, y, self.epsilon)
-        self.model.train(was_training)
+        with eval_mode(self.model):
+            for x, y, index in dm.dataloader("forget"):
+                x, y, index = x.to(self.device), y.to(self.device), index.to(self.device)
+                table[index] = neighbour_labels(self.model, x, y, self.epsilon)
         self.neighbour_table = table
 
     def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:

@@ -9,7 +9,6 @@ from torch import Tensor, nn
 
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import SoftTargetMethod, delta_targeted_labels
-from lightning_unlearn.models.classifier import OptimizerName
 
 
 @register_method("DeltaTargeted")
@@ -71,19 +70,13 @@ class DeltaTargeted(SoftTargetMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
-        optimizer: OptimizerName = "adam",
-        lr: float = 1e-4,
+        *,
         weight_decay: float = 1e-5,
-        momentum: float = 0.9,
         max_epochs: int = 10,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         delta: float = 0.0,
         lam: float = 1.0,
         loss_threshold: float = 0.05,
+        **kwargs: Any,
     ) -> None:
         if not 0.0 <= delta <= 1.0:
             raise ValueError(f"`delta` (probability of keeping the true label) must be in [0, 1], got {delta}.")
@@ -91,7 +84,7 @@ class DeltaTargeted(SoftTargetMethod):
             raise ValueError(f"`lam` (the loss exponent λ) must be > 0, got {lam}.")
         if loss_threshold < 0:
             raise ValueError(f"`loss_threshold` (the paper's ε) must be >= 0, got {loss_threshold}.")
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
         self.delta, self.lam, self.loss_threshold = delta, lam, loss_threshold
         self.register_buffer("_epoch_loss", torch.zeros(2), persistent=False)  # (sum of losses, sample count)
         self.last_epoch_loss: float | None = None

@@ -37,18 +37,14 @@ class FineTune(UnlearningMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 0.02,
         weight_decay: float = 5e-4,
-        momentum: float = 0.9,
         max_epochs: int = 3,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
 
     def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:
         return self.cross_entropy(batch)

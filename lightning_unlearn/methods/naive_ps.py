@@ -14,13 +14,13 @@ from torch.utils.data import DataLoader
 from lightning_unlearn.callbacks.prototype_recorder import (
     PrototypeRecorder,
     PrototypeRecording,
-    gather_rows,
     gram_pass,
     head_matrix,
 )
 from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods.registry import register_method
-from lightning_unlearn.models.classifier import OptimizerName, build_optimizer
+from lightning_unlearn.models.classifier import build_optimizer
+from lightning_unlearn.passes import gather_rows
 
 if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import UnlearningDataModule
@@ -61,6 +61,8 @@ class _OneShot(UnlearningMethod):
     then stops the Trainer before its first epoch; ``training_step`` never changes a weight
     even if the Trainer is forced to run epochs (``min_epochs``).
     """
+
+    iterative = False
 
     @property
     def _fit_trainer(self) -> Any:
@@ -166,21 +168,14 @@ class NaivePS(_OneShot):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
-        optimizer: OptimizerName = "adam",
-        lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
+        *,
         max_epochs: int = 0,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         recording: str | PrototypeRecording | PrototypeRecorder | None = None,
         ridge: float = 1e-6,
         batch_size: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, max_epochs=max_epochs, **kwargs)
         self.save_hyperparameters(ignore=["model", "recording"])
         self.automatic_optimization = False
         if ridge < 0:

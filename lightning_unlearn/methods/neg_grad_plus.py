@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from torch import nn
 
 from lightning_unlearn.methods.registry import register_method
@@ -49,19 +51,15 @@ class NegGradPlus(MixedGradientMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
-        momentum: float = 0.9,
         max_epochs: int = 1,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         retain_weight: float = 0.98,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
         if not isinstance(retain_weight, (int, float)) or not 0.0 <= retain_weight <= 1.0:
             raise ValueError(f"`retain_weight` must be in [0, 1], got {retain_weight!r}.")
         self._set_mixing(retain_weight, 0.0, 0.0)

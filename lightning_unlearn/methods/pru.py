@@ -12,7 +12,7 @@ from lightning_unlearn.data.seeding import index_uniform
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import SoftTargetMethod, redistribute_probabilities, soft_kl
 from lightning_unlearn.models.anatomy import set_requires_grad
-from lightning_unlearn.models.classifier import OptimizerName, build_optimizer
+from lightning_unlearn.models.classifier import build_optimizer
 from lightning_unlearn.outputs import predict
 
 
@@ -119,21 +119,14 @@ class PRU(SoftTargetMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
-        optimizer: OptimizerName = "adam",
-        lr: float = 1e-4,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
+        *,
         max_epochs: int = 6,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         head_lr: float = 1e-3,
         weight_p: float = 1.0,
         weight_s: float = 1.0,
         weight_o: float = 1.0,
         centroid_eps: float = 1e-8,
+        **kwargs: Any,
     ) -> None:
         if head_lr <= 0:
             raise ValueError(f"`head_lr` must be > 0, got {head_lr}.")
@@ -142,7 +135,7 @@ class PRU(SoftTargetMethod):
         for name, value in (("weight_p", weight_p), ("weight_s", weight_s), ("weight_o", weight_o)):
             if value < 0:
                 raise ValueError(f"`{name}` must be >= 0, got {value}.")
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, max_epochs=max_epochs, **kwargs)
         self.automatic_optimization = False
         # C is frozen in the extractor phase (set before DDP wraps the model, so DDP only syncs E).
         set_requires_grad(self.anatomy.head_parameters(), False)

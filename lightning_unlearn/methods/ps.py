@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from lightning_unlearn.callbacks.prototype_recorder import embedding_pass, gather_rows
+from lightning_unlearn.passes import embedding_pass, gather_rows
 from lightning_unlearn.methods.naive_ps import _OneShot
 from lightning_unlearn.methods.registry import register_method
-from lightning_unlearn.models.classifier import OptimizerName, build_optimizer
+from lightning_unlearn.models.classifier import build_optimizer
 
 HeadPart = Literal["both", "weight", "bias"]
 
@@ -127,23 +127,17 @@ class PS(_OneShot):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
-        optimizer: OptimizerName = "adam",
+        *,
         lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
         max_epochs: int = 0,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         epochs: int = 8,
         top_k: int = 2,
         train: HeadPart = "both",
         head_batch_size: int = 128,
         batch_size: int | None = None,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, lr=lr, max_epochs=max_epochs, **kwargs)
         self.automatic_optimization = False
         if epochs < 1:
             raise ValueError(f"`epochs` must be >= 1, got {epochs}.")

@@ -54,18 +54,13 @@ class RandomLabel(UnlearningMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
         max_epochs: int = 1,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, max_epochs=max_epochs, **kwargs)
 
     def random_labels(self, indices: Tensor, labels: Tensor) -> Tensor:
         """The fixed random wrong label of every sample (keyed by dataset index and ``seed``)."""

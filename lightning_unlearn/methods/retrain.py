@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods.registry import register_method
-from lightning_unlearn.models.classifier import OptimizerName
 
 
 def reset_parameters(model: nn.Module, seed: int) -> None:
@@ -48,18 +47,13 @@ class Retrain(UnlearningMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
-        optimizer: OptimizerName = "adam",
+        *,
         lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
         max_epochs: int = 10,
-        val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, lr=lr, max_epochs=max_epochs, seed=seed, **kwargs)
         reset_parameters(self.model, seed)
 
     def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:

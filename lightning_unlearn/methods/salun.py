@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from lightning_unlearn.data.seeding import index_random_other_label
 from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods.registry import register_method
+from lightning_unlearn.passes import eval_mode
 from lightning_unlearn.methods.ugradsl import mixed_dataloader
 from lightning_unlearn.models.classifier import OptimizerName, build_optimizer
 
@@ -83,19 +84,15 @@ class SalUn(UnlearningMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 5e-4,
         weight_decay: float = 5e-4,
-        momentum: float = 0.9,
         max_epochs: int = 2,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         threshold: float = 0.5,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
         if not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
             raise ValueError(f"`threshold` must be in (0, 1] (fraction of salient weights), got {threshold!r}.")
         self.threshold = float(threshold)
@@ -111,14 +108,11 @@ class SalUn(UnlearningMethod):
         """``Σ_{D_f} ∇ CE`` of every trainable parameter (one forward/backward pass over D_f)."""
         params = self.trainable_parameters()
         sums = [torch.zeros_like(p) for p in params]
-        was_training = self.model.training
-        self.model.eval()  # no BatchNorm statistics are updated by the saliency pass
-        with torch.enable_grad():
+        with torch.enable_grad(), eval_mode(self.model):  # no BatchNorm statistics are updated by the saliency pass
             for x, y, _ in datamodule.dataloader("forget"):
                 loss = F.cross_entropy(self(x.to(self.device)), y.to(self.device), reduction="sum")
                 for acc, grad in zip(sums, torch.autograd.grad(loss, params)):
                     acc += grad
-        self.model.train(was_training)
         return sums
 
     def prepare_unlearning(self) -> None:

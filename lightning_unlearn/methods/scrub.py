@@ -94,22 +94,18 @@ class SCRUB(UnlearningMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 0.01,
         weight_decay: float = 5e-4,
-        momentum: float = 0.9,
         max_epochs: int = 3,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         msteps: int = 1,
         temperature: float = 4.0,
         ce_weight: float = 1.0,
         kd_weight: float = 1.0,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
         if not isinstance(msteps, int) or msteps < 0:
             raise ValueError(f"`msteps` must be an integer >= 0, got {msteps!r}.")
         if not temperature > 0:

@@ -8,7 +8,6 @@ from torch import Tensor, nn
 
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import SoftTargetMethod, soft_kl, spa_targets
-from lightning_unlearn.models.classifier import OptimizerName
 
 
 def check_epsilon(epsilon: float) -> float:
@@ -76,20 +75,14 @@ class SU(SoftTargetMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
-        optimizer: OptimizerName = "adam",
+        *,
         lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
         max_epochs: int = 8,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         epsilon: float = 0.0,
+        **kwargs: Any,
     ) -> None:
         epsilon = check_epsilon(epsilon)
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, lr=lr, max_epochs=max_epochs, **kwargs)
         self.epsilon = epsilon
 
     def compute_targets(self) -> None:

@@ -14,7 +14,6 @@ from lightning_unlearn.data.seeding import index_uniform
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import predictive_entropy, spa_targets
 from lightning_unlearn.methods.su import SU
-from lightning_unlearn.models.classifier import OptimizerName
 
 
 class LayerSchedule:
@@ -38,7 +37,8 @@ class LayerSchedule:
         return self.num_layers * self.epochs_per_layer
 
     def layer_of(self, epoch: int) -> int:
-        return min(epoch // self.epochs_per_layer, self.num_layers - 1)
+        """The layer of ``epoch``; past the last layer the layered iteration starts again at layer 0."""
+        return (epoch // self.epochs_per_layer) % self.num_layers
 
     def state_dict(self) -> dict[str, Any]:
         return {"positions": [p.cpu() for p in self.positions], "keys": [k.cpu() for k in self.keys],
@@ -148,25 +148,19 @@ class SULI(SU):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
-        optimizer: OptimizerName = "adam",
+        *,
         lr: float = 3e-4,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
         max_epochs: int = 16,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         epsilon: float = 0.0,
         layers: int = 2,
         layer_size: int | None = None,
         epochs_per_layer: int | None = None,
+        **kwargs: Any,
     ) -> None:
         for name, value in (("layers", layers), ("layer_size", layer_size), ("epochs_per_layer", epochs_per_layer)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed, epsilon)
+        super().__init__(model, lr=lr, max_epochs=max_epochs, epsilon=epsilon, **kwargs)
         self.layers, self.layer_size, self.epochs_per_layer = layers, layer_size, epochs_per_layer
         self.schedule: LayerSchedule | None = None
         self._targets_layer = -1
@@ -222,6 +216,9 @@ class SULI(SU):
 
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
+        request = self._request()
+        if request is not None and request.budget is not None:
+            return  # run towards the target: the layers are iterated again, with targets from the current model
         if self.schedule is not None and self.current_epoch + 1 >= self.schedule.total_epochs:
             self.trainer.should_stop = True
 

@@ -126,21 +126,16 @@ class UGradSL(MixedGradientMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 1e-3,
-        weight_decay: float = 0.0,
-        momentum: float = 0.9,
         max_epochs: int = 2,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         p: float = 0.8,
         alpha: float | None = None,
         beta: float = 0.1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, max_epochs=max_epochs, **kwargs)
         self._set_mixing(p, alpha, beta)
 
 
@@ -183,19 +178,15 @@ class UGradSLPlus(MixedGradientMethod):
     def __init__(
         self,
         model: nn.Module | None = None,
-        checkpoint: str | None = None,
-        num_classes: int | None = None,
-        head: str | None = None,
+        *,
         optimizer: OptimizerName = "sgd",
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
-        momentum: float = 0.9,
         max_epochs: int = 1,
-        val_splits: tuple[str, ...] = ("forget", "test"),
-        seed: int = 0,
         p: float = 0.98,
         alpha: float | None = None,
         beta: float = 0.1,
+        **kwargs: Any,
     ) -> None:
-        super().__init__(model, checkpoint, num_classes, head, optimizer, lr, weight_decay, momentum, max_epochs, val_splits, seed)
+        super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
         self._set_mixing(p, alpha, beta)

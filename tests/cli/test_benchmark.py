@@ -39,10 +39,16 @@ def _tiny(out: Path) -> list[str]:
 def _numbers(out: Path) -> dict[tuple, dict]:
     """Every run's numbers from results.json, without timings (they differ between identical runs)."""
     runs = json.loads((out / "results.json").read_text())["runs"]
-    timing = {"runtime_s", "wall_s"}
-    return {(r["scenario"], r["seed"], r["method"]): {k: ({m: v for m, v in r["metrics"].items() if "time" not in m}
-                                                        if k == "metrics" else v) for k, v in r.items() if k not in timing}
-            for r in runs}
+    timing = {"runtime_s", "wall_s", "check_time_s"}
+
+    def untimed(key: str, value):
+        if key == "metrics":
+            return {m: v for m, v in value.items() if "time" not in m}
+        if key == "outcome" and value is not None:
+            return {k: v for k, v in value.items() if k not in timing}
+        return value
+
+    return {(r["scenario"], r["seed"], r["method"]): {k: untimed(k, v) for k, v in r.items() if k not in timing} for r in runs}
 
 
 @pytest.fixture(scope="module")
@@ -79,13 +85,18 @@ def test_benchmark_report_has_a_row_per_registered_method(tmp_path, capsys):
     runs = {r["method"]: r for r in results["runs"]}
     assert runs["FineTune"]["seeds"] == {"data": 0, "forget": 0, "original": 0, "method": 0}
     assert runs["GradientAscent"]["stop_rule"] and isinstance(runs["GradientAscent"]["stopped"], bool)
+    for method in expected:  # every method serves the request by default and the record keeps its outcome
+        outcome = runs[method]["outcome"]
+        assert outcome is not None and outcome["target"] is not None, method
+        assert outcome["reached"] == runs[method]["stopped"] and runs[method]["stopped_by"] == outcome["stopped_by"]
+        assert outcome["runtime_s"] == pytest.approx(runs[method]["runtime_s"]) and outcome["steps"] == runs[method]["steps"]
     assert len(list((out / "runs").glob("*.json"))) == len(expected) + 2
     rows = [line for line in (out / "report.md").read_text().splitlines() if line.startswith("| ")]
     for method in [f"**{REFERENCE}**", "Original (no unlearning)", *expected]:
         assert any(line.startswith(f"| {method} ") for line in rows), method
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert len(lines) == len(expected) + 2 and lines[0].startswith(f"[1/{len(expected) + 2}] class seed 0 {REFERENCE}: avg gap")
-    assert all(" steps, stopped " in line and line.endswith(" s") for line in lines), lines
+    assert all(" steps, target " in line and line.endswith(" s") for line in lines), lines
 
 
 def test_summaries_are_student_t_intervals_over_seeds():
@@ -116,7 +127,7 @@ def test_summaries_are_student_t_intervals_over_seeds():
     text = markdown(config, aggregate(records), records, 1.0)
     assert text.count("percentage points") == 1  # the units are stated once
     assert f"| A | 20.0 ± {100 * ci:.1f} (20.0 ± {100 * ci:.1f}) | 85.0 ± " in text
-    assert "| 2.00 ± 2.48 | 20 ± 25 | 2/3 | 20.0 ± 0.0 |" in text  # runtime (s), steps, stopped k/n, relearn
+    assert "| 2.00 ± 2.48 | 20 ± 25 | 2/3 | 0/3 | 20.0 ± 0.0 |" in text  # runtime (s), steps, target k/n, guard k/n, relearn
     assert "| Original (no unlearning) | 90.0 ± 0.0 (90.0 ± 0.0) |" in text and "| 0.00 ± 0.00 | 0 ± 0 | – |" in text
     assert "| B | failed (see below) |" in text and "- B on class (seed 0): NonFiniteLossError: boom" in text
 

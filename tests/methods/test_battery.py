@@ -18,6 +18,7 @@ from lightning_unlearn import ClassForget, UnlearningDataModule, available_metho
 from lightning_unlearn.api import make_trainer, train_classifier
 from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.evaluation import evaluate
+from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods import load_model_weights
 from lightning_unlearn.models import LeNet5
 
@@ -33,8 +34,13 @@ def world():
 
 
 def build(name: str, world, **options):
-    """The method with a small budget; inputs a method asks for by name are supplied from the world."""
+    """The method with a small fixed budget (no target, no guard: the contract of its mechanics).
+
+    Inputs a method asks for by name are supplied from the world.
+    """
     dm, original, recorder = world
+    options.setdefault("target", None)
+    options.setdefault("guard", None)
     params = inspect.signature(get_method(name).__init__).parameters
     if "recording" in params:
         options["recording"] = copy.deepcopy(recorder.recording)
@@ -104,8 +110,26 @@ def test_every_method_is_documented_and_typed():
         for pname, param in inspect.signature(cls.__init__).parameters.items():
             if pname == "self":
                 continue
-            assert param.kind not in (param.VAR_KEYWORD, param.VAR_POSITIONAL), f"{name} takes *{pname}"
-            assert param.annotation is not inspect.Parameter.empty, f"{name}.{pname} has no type (LightningCLI needs it)"
+            assert param.kind != param.VAR_POSITIONAL, f"{name} takes *{pname}"
+            assert param.kind == param.VAR_KEYWORD or param.annotation is not inspect.Parameter.empty, (
+                f"{name}.{pname} has no type (LightningCLI needs it)"
+            )
+
+
+def test_every_method_shows_every_base_option_to_the_cli():
+    """Methods pass the base arguments on by keyword (``**kwargs``); LightningCLI still lists each of them."""
+    from jsonargparse import ArgumentParser
+
+    base = [p for p in inspect.signature(UnlearningMethod.__init__).parameters if p not in ("self", "model")]
+    for name in METHODS:
+        parser = ArgumentParser()
+        parser.add_class_arguments(get_method(name), "method")
+        keys = {action.dest for action in parser._actions}
+        missing = [p for p in base if f"method.{p}" not in keys]
+        assert not missing, f"{name}: the CLI does not see {missing}"
+        parsed = parser.parse_args(["--method.target=0.05", "--method.strict=true", "--method.lr=0.5"]) if name != "NaivePS" else None
+        if parsed is not None:
+            assert (parsed.method.target, parsed.method.strict, parsed.method.lr) == (0.05, True, 0.5)
 
 
 def test_the_cli_sees_lenet_checkpoints(world, tmp_path):

@@ -1,0 +1,493 @@
+"""Serve a deletion request: the target it implies, the utility guard, the step budget and the outcome.
+
+Every :class:`~lightning_unlearn.methods.base.UnlearningMethod` runs, by default, until its request
+is served rather than for a fixed number of epochs. :class:`ServeRequest` (attached by the method's
+``configure_callbacks``, so it applies to ``unlearn()``, the CLI and a user's own ``Trainer.fit``):
+
+* derives the **target** from the forget specification, before the first step:
+
+  - class-wise: the accuracy on D_f, and on the test samples of the forgotten classes (D_tf), at
+    most ``target`` (default 0.01);
+  - sub-class, random or explicit indices: the accuracy on D_f brought down to the accuracy the
+    model had *before unlearning* on held-out samples (D_ref) of the same classes, weighted like
+    D_f's classes; reached when within two binomial standard errors of it (of D_f's size), in
+    either direction -- forgetting too much is a failure too, since a membership attack sees it;
+
+* keeps the **utility guard**: the held-out accuracy on retained classes (D_ref, or the test
+  samples of retained classes when there is no D_ref) may not fall more than ``guard`` below its
+  value before unlearning; a state that violates it is never returned, and
+  :data:`GUARD_PATIENCE` consecutive violating checks end the run;
+* checks at a cadence tied to steps: every ``check_every`` steps (by default as many steps as the
+  checked samples fill training batches, so checks cost about a quarter of the run), more often
+  when the forget accuracy is about to reach its aim; every check is a DDP-exact count
+  (:func:`~lightning_unlearn.passes.class_counts`);
+* ends the run at the target, at a guard violation or at the **step budget**
+  (``max_steps``, default ``max(max_epochs`` passes, ``min_steps)``), then restores the best
+  checked state that respected the guard (the state before unlearning is one of them) and hands
+  the caller an :class:`UnlearningOutcome`; a target not reached is an
+  :class:`UnlearningTargetWarning`, or an :class:`UnlearningTargetError` with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
+from torch.utils.data import DataLoader, Subset
+
+from lightning_unlearn.passes import class_counts
+
+if TYPE_CHECKING:
+    from lightning_unlearn.data.datamodule import UnlearningDataModule
+
+TargetOption = float | Literal["auto"] | None
+CLASS_TARGET = 0.01
+"""Default class-wise target: forget accuracy at most 1% on D_f and D_tf."""
+STANDARD_ERRORS = 2.0
+"""Instance-wise tolerance, in binomial standard errors of the forget set's size."""
+GUARD_PATIENCE = 3
+"""A run ends after this many consecutive checks violate the guard (methods that descend on D_r may recover)."""
+CHECK_CAP = 2048
+"""At most this many samples of a split are checked (a fixed, seeded subset)."""
+
+
+class UnlearningTargetWarning(UserWarning):
+    """An unlearning run ended without reaching its request's target, or its guard restored a state."""
+
+
+class UnlearningTargetError(RuntimeError):
+    """``strict=True`` and the unlearning run did not reach its request's target."""
+
+
+def validate_request_options(
+    target: Any, guard: Any, strict: Any, max_steps: Any, min_steps: Any, check_every: Any
+) -> None:
+    """Raise a one-line ``ValueError``/``TypeError`` naming the first invalid request option."""
+    if target is not None and target != "auto":
+        if isinstance(target, bool) or not isinstance(target, (int, float)):
+            raise TypeError(f"`target` must be 'auto', None or a forget accuracy in [0, 1], got {target!r}.")
+        if not 0.0 <= float(target) <= 1.0:
+            raise ValueError(f"`target` must be 'auto', None or a forget accuracy in [0, 1], got {target}.")
+    if guard is not None:
+        if isinstance(guard, bool) or not isinstance(guard, (int, float)):
+            raise TypeError(f"`guard` must be None or an accuracy drop in [0, 1], got {guard!r}.")
+        if not 0.0 <= float(guard) <= 1.0:
+            raise ValueError(f"`guard` must be None or an accuracy drop in [0, 1] (e.g. 0.02 for 2 points), got {guard}.")
+    if not isinstance(strict, bool):
+        raise TypeError(f"`strict` must be a bool, got {strict!r}.")
+    if strict and target is None:
+        raise ValueError("`strict=True` needs a target to enforce, got `target=None`.")
+    for name, value, low in (("max_steps", max_steps, 1), ("check_every", check_every, 1)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+            raise ValueError(f"`{name}` must be None or an integer >= {low}, got {value!r}.")
+    if isinstance(min_steps, bool) or not isinstance(min_steps, int) or min_steps < 0:
+        raise ValueError(f"`min_steps` must be an integer >= 0, got {min_steps!r}.")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What serving a request means, in forget accuracy.
+
+    Attributes:
+        kind: ``"class"`` (at most ``aim`` on D_f and D_tf) or ``"instance"`` (within
+            ``tolerance`` of ``aim`` on D_f, the held-out accuracy before unlearning).
+        aim: the forget accuracy aimed at.
+        tolerance: accepted distance from ``aim`` (instance-wise; 0 for class-wise).
+        description: the target in words.
+    """
+
+    kind: Literal["class", "instance"]
+    aim: float
+    tolerance: float
+    description: str
+
+    def distance(self, forget: float) -> float:
+        """How far ``forget`` (the worst monitored forget accuracy) is from the aim (0 = on it)."""
+        return max(forget - self.aim, 0.0) if self.kind == "class" else abs(forget - self.aim)
+
+    def reached(self, forget: float) -> bool:
+        return self.distance(forget) <= self.tolerance + 1e-12
+
+    def aim_crossed(self, forget: float) -> bool:
+        """Whether training further cannot bring ``forget`` closer to the aim (the run may stop)."""
+        return forget <= self.aim + (1e-12 if self.kind == "class" else 0.0)
+
+
+@dataclass
+class UnlearningOutcome:
+    """What an unlearning run achieved (returned with the unlearned model; written by the CLI).
+
+    Accuracies are fractions in [0, 1]. ``before``/``after`` hold ``forget`` (D_f), ``forget_heldout``
+    (D_tf, class-wise) and ``retained_heldout`` (the guarded accuracy); ``after`` is the returned state.
+    """
+
+    method: str
+    request: str
+    target: dict[str, Any] | None
+    reached: bool | None
+    stopped_by: str
+    steps: int
+    budget_steps: int | None
+    returned_step: int
+    restored: bool = False
+    runtime_s: float = 0.0
+    check_time_s: float = 0.0
+    checks: int = 0
+    guard: float | None = None
+    guard_events: list[dict[str, float]] = field(default_factory=list)
+    before: dict[str, float] = field(default_factory=dict)
+    after: dict[str, float] = field(default_factory=dict)
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        """One line: target, whether reached, accuracies before → after, steps and wall time."""
+        target = self.target["description"] if self.target else "no target"
+        state = {True: "reached", False: "NOT reached", None: "not checked"}[self.reached]
+        accs = ", ".join(
+            f"{k} {self.before[k]:.3f}→{self.after[k]:.3f}" for k in ("forget", "forget_heldout", "retained_heldout")
+            if k in self.before and k in self.after
+        )
+        guard = f"; returned the checked state of step {self.returned_step}" if self.restored else ""
+        return (
+            f"{self.method}: target {target} {state} ({accs}) after {self.steps} steps, stopped by {self.stopped_by},"
+            f" {self.runtime_s:.2f} s ({self.check_time_s:.2f} s checks){guard}."
+        )
+
+
+def _fixed_subset(indices: np.ndarray, cap: int, seed: int) -> np.ndarray:
+    """Positions of at most ``cap`` samples among ``indices`` (seeded; the same on every process)."""
+    if indices.size <= cap:
+        return np.arange(indices.size)
+    return np.sort(np.random.default_rng(seed).permutation(indices.size)[:cap])
+
+
+class ServeRequest(Callback):
+    """Run an unlearning method until its request is served, within the utility guard (see the module docs).
+
+    Usually created by the method itself (its ``target``, ``guard``, ``strict``, ``max_steps``,
+    ``min_steps`` and ``check_every`` arguments); pass one to the Trainer to override it.
+
+    Args:
+        target: ``"auto"`` (derived from the request), a forget accuracy in [0, 1] (class-wise:
+            the threshold; instance-wise: the aim), or ``None`` (no target: only the guard and the
+            budget, which then is the method's ``max_epochs`` unless ``max_steps`` is given).
+        guard: largest allowed drop of the held-out accuracy on retained classes (``None``: off).
+        strict: raise :class:`UnlearningTargetError` when the target is not reached.
+        max_steps: step budget (training batches); default ``max(max_epochs`` passes, ``min_steps)``.
+        min_steps: floor of the default step budget.
+        check_every: steps between checks (default: derived from the checked samples).
+
+    Raises:
+        MisconfigurationException: at fit start, if the module is not an unlearning method or the
+            data module cannot provide the held-out data the target needs (set ``ref_fraction``).
+    """
+
+    def __init__(
+        self,
+        target: TargetOption = "auto",
+        guard: float | None = 0.02,
+        strict: bool = False,
+        max_steps: int | None = None,
+        min_steps: int = 200,
+        check_every: int | None = None,
+    ) -> None:
+        validate_request_options(target, guard, strict, max_steps, min_steps, check_every)
+        self.target_option, self.guard = target, (None if guard is None else float(guard))
+        self.strict, self.max_steps, self.min_steps, self.check_every = strict, max_steps, min_steps, check_every
+        self.outcome: UnlearningOutcome | None = None
+        self._reset()
+
+    def budget_applies(self) -> bool:
+        """Whether a step budget (rather than the method's epochs) ends the run."""
+        return self.max_steps is not None or self.target_option is not None
+
+    def _reset(self) -> None:
+        self.target: Target | None = None
+        self.steps = 0
+        self.budget: int | None = None
+        self.loaders: dict[str, DataLoader] = {}
+        self.forget_weights: np.ndarray | None = None
+        self.before: dict[str, float] = {}
+        self.history: list[dict[str, float]] = []
+        self.guard_events: list[dict[str, float]] = []
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (score, history index, state)
+        self.last_check = -1  # the step of the last check of a trained state
+        self.next_check = 0
+        self.interval = 1
+        self.check_time = 0.0
+        self.stopped_by = "trainer"  # the Trainer's own limits (max_epochs, max_steps, max_time), unless set below
+        self.violations = 0  # consecutive checks that violated the guard
+
+    # ---------------------------------------------------------------- set-up
+    def _datamodule(self, trainer: Trainer, pl_module: LightningModule) -> UnlearningDataModule:
+        dm = getattr(trainer, "datamodule", None)
+        if dm is None or not callable(getattr(dm, "split_dataset", None)):
+            raise MisconfigurationException(
+                f"{type(pl_module).__name__} serves the request held by an UnlearningDataModule: call"
+                " trainer.fit(method, datamodule=dm), or build the method with `target=None, guard=None`."
+            )
+        return dm
+
+    def _loader(self, dm: UnlearningDataModule, split: str, keep: np.ndarray | None = None) -> DataLoader | None:
+        """A loader over a fixed subset (at most :data:`CHECK_CAP`) of ``split`` restricted to ``keep`` classes."""
+        if not dm.has_split(split):
+            return None
+        indices = dm._require(split)
+        positions = np.arange(indices.size)
+        if keep is not None:
+            positions = positions[np.isin(dm.split_targets(split), keep)]  # type: ignore[arg-type]
+        if positions.size == 0:
+            return None
+        positions = positions[_fixed_subset(positions, CHECK_CAP, dm.seed)]
+        dataset = Subset(dm.split_dataset(split), positions.tolist())  # type: ignore[arg-type]
+        return DataLoader(dataset, batch_size=dm.eval_batch_size, shuffle=False, num_workers=0)
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        from lightning_unlearn.data.forget import ClassForget
+        from lightning_unlearn.methods.base import UnlearningMethod
+
+        if not isinstance(pl_module, UnlearningMethod):
+            raise MisconfigurationException(f"ServeRequest serves unlearning methods; {type(pl_module).__name__} is not one.")
+        self._reset()
+        dm = self._datamodule(trainer, pl_module)
+        dm.setup("fit")
+        k = pl_module.num_classes
+        classwise = isinstance(dm.forget, ClassForget)
+        forget_classes = np.asarray(sorted(set(int(c) for c in dm.split_targets("forget"))))
+        retained = np.setdiff1d(np.arange(k), forget_classes) if classwise else np.arange(k)
+        self.loaders = {"forget": self._loader(dm, "forget")}  # type: ignore[dict-item]
+        if classwise:
+            heldout = self._loader(dm, "test_forget") if dm.has_split("test_forget") else None
+            if heldout is not None:
+                self.loaders["forget_heldout"] = heldout
+        guard_loader = self._loader(dm, "ref", retained) or self._loader(dm, "test", retained)
+        if self.guard is not None:
+            if guard_loader is None:
+                raise MisconfigurationException("The utility guard needs held-out samples of retained classes; none exist.")
+            self.loaders["retained_heldout"] = guard_loader
+        if self.target_option is not None and not classwise:
+            ref = self._loader(dm, "ref", forget_classes)
+            if ref is None:
+                raise MisconfigurationException(
+                    f"The target of the request {dm.forget!r} is the accuracy before unlearning on held-out samples of"
+                    " the forgotten samples' classes, but the data module has none: build it with `ref_fraction` > 0"
+                    " (e.g. 0.05), or pass `target=None`."
+                )
+            self.loaders["ref"] = ref
+            counts = np.bincount(dm.split_targets("forget"), minlength=k).astype(float)  # type: ignore[arg-type]
+            self.forget_weights = counts / counts.sum()
+
+    # ---------------------------------------------------------------- checks
+    def _measure(self, trainer: Trainer, pl_module: LightningModule, splits: tuple[str, ...] | None = None) -> dict[str, float]:
+        start = time.perf_counter()
+        values: dict[str, float] = {}
+        for split, loader in self.loaders.items():
+            if splits is not None and split not in splits:
+                continue
+            correct, total = class_counts(pl_module.model, loader, pl_module.num_classes, trainer)  # type: ignore[arg-type]
+            if split == "ref":
+                present = total > 0
+                weights = torch.as_tensor(self.forget_weights) * present
+                per_class = correct.double() / total.clamp(min=1).double()
+                values[split] = float((weights * per_class).sum() / weights.sum())
+            else:
+                values[split] = float(correct.sum()) / max(int(total.sum()), 1)
+        self.check_time += time.perf_counter() - start
+        return values
+
+    def _derive_target(self, pl_module: LightningModule, before: dict[str, float]) -> Target | None:
+        if self.target_option is None:
+            return None
+        n = len(self.loaders["forget"].dataset)  # type: ignore[arg-type]
+        if "ref" not in self.loaders:  # class-wise
+            aim = CLASS_TARGET if self.target_option == "auto" else float(self.target_option)  # type: ignore[arg-type]
+            where = "D_f and D_tf" if "forget_heldout" in self.loaders else "D_f"
+            return Target("class", aim, 0.0, f"forget accuracy <= {aim:.3f} on {where}")
+        aim = before["ref"] if self.target_option == "auto" else float(self.target_option)  # type: ignore[arg-type]
+        tolerance = STANDARD_ERRORS * math.sqrt(max(aim * (1.0 - aim), 0.25 / n) / n)
+        return Target(
+            "instance", aim, tolerance,
+            f"forget accuracy within {tolerance:.3f} of {aim:.3f} (the held-out accuracy of the same classes before unlearning)",
+        )
+
+    def _forget_value(self, values: dict[str, float]) -> float:
+        return max(values["forget"], values.get("forget_heldout", 0.0)) if self.target and self.target.kind == "class" else values["forget"]
+
+    def _check(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """Measure, record, keep the best state, and decide whether the run ends here."""
+        splits = tuple(s for s in self.loaders if s != "ref")
+        values = self._measure(trainer, pl_module, splits)
+        self.history.append({"step": float(self.steps), **values})
+        self.last_check = self.steps
+        respected = self.guard is None or values["retained_heldout"] >= self.before["retained_heldout"] - self.guard - 1e-12
+        score = self.target.distance(self._forget_value(values)) if self.target else 0.0
+        if respected and (self.best is None or score < self.best[0] - 1e-12 or self.target is None):
+            self.best = (score, len(self.history) - 1, _copy_state(pl_module))
+        if not respected:
+            self.guard_events.append(
+                {"step": float(self.steps), "retained_heldout": values["retained_heldout"],
+                 "limit": self.before["retained_heldout"] - self.guard}  # type: ignore[operator]
+            )
+            self.violations += 1
+            if self.violations >= GUARD_PATIENCE:
+                self.stopped_by = "guard"
+                trainer.should_stop = True
+            return self._schedule(values)
+        self.violations = 0
+        if self.target is not None and self.target.aim_crossed(self._forget_value(values)):
+            self.stopped_by = "target"
+            trainer.should_stop = True
+        self._schedule(values)
+
+    def _schedule(self, values: dict[str, float]) -> None:
+        """Next check: ``interval`` steps on, sooner when the forget accuracy nears the aim."""
+        step = self.interval
+        if self.target is not None and len(self.history) >= 2:
+            prev, last = self.history[-2], self.history[-1]
+            done = last["step"] - prev["step"]
+            rate = (self._forget_value(prev) - self._forget_value(last)) / max(done, 1.0)
+            remaining = self._forget_value(last) - self.target.aim
+            if rate > 0 and remaining > 0:
+                step = int(min(self.interval, max(self.interval // 8, 1, math.floor(0.5 * remaining / rate))))
+        self.next_check = self.steps + max(step, 1)
+
+    # ---------------------------------------------------------------- hooks
+    def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # Runs before the method's own on_fit_start (one-shot methods do their work there).
+        resumed = bool(self.before)  # restored from a checkpoint: keep the accuracies measured before unlearning
+        if not resumed:
+            self.before = self._measure(trainer, pl_module)
+            self.history = [{"step": 0.0, **{k: v for k, v in self.before.items() if k != "ref"}}]
+        self.target = self._derive_target(pl_module, self.before)
+        self.best = (self.target.distance(self._forget_value(self.history[-1])) if self.target else 0.0,
+                     len(self.history) - 1, _copy_state(pl_module))
+        checked = sum(len(loader.dataset) for name, loader in self.loaders.items() if name != "ref")  # type: ignore[arg-type]
+        batch = getattr(trainer.datamodule, "batch_size", 64) or 64  # type: ignore[union-attr]
+        self.interval = self.check_every or max(1, math.ceil(checked / batch))
+        self.next_check = self.steps + self.interval
+        if not resumed and self.target is not None and self.target.kind == "class" and self.target.reached(self._forget_value(self.before)):
+            self.stopped_by = "target"
+
+    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        hp = pl_module.hparams
+        if self.max_steps is not None:
+            self.budget = self.max_steps
+        elif self.target_option is not None:
+            per_epoch = trainer.num_training_batches
+            per_epoch = per_epoch if math.isfinite(per_epoch) else 0
+            self.budget = max(int(hp.max_epochs) * int(per_epoch), self.min_steps)
+        if self.stopped_by == "target" or (self.target is not None and self.target.aim_crossed(self._forget_value(self.before))):
+            self.stopped_by = "target"
+            trainer.should_stop = True
+
+    def stop_on_non_finite(self, trainer: Trainer) -> None:
+        """A non-finite loss ends the run (its update is skipped); the best checked state is returned."""
+        self.guard_events.append({"step": float(self.steps), "retained_heldout": float("nan"), "limit": float("nan")})
+        self.violations += 1
+        self.stopped_by = "non-finite loss"
+        trainer.should_stop = True
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.steps += 1
+        if self.steps >= self.next_check:
+            self._check(trainer, pl_module)
+        if self.budget is not None and self.steps >= self.budget and not trainer.should_stop:
+            self.stopped_by = "budget"
+            trainer.should_stop = True
+
+    def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        # After the training loop, or in its place for a method that stopped it before its first
+        # epoch (one-shot methods); before the method's own on_fit_end (which adds the wall time).
+        if self.best is None:
+            return
+        if self.last_check != self.steps or not getattr(pl_module, "iterative", True):
+            self._check(trainer, pl_module)  # the state returned is always a checked one
+        assert self.best is not None
+        final = len(self.history) - 1
+        respected = self.violations == 0
+        final_score = self.target.distance(self._forget_value(self.history[final])) if self.target else 0.0
+        returned = final
+        if not respected or final_score > self.best[0] + 1e-12:
+            pl_module.model.load_state_dict(self.best[2])  # type: ignore[union-attr, arg-type]
+            returned = self.best[1]
+        after = self.history[returned]
+        reached = self.target.reached(self._forget_value(after)) if self.target else None
+        if not getattr(pl_module, "iterative", True) and self.stopped_by != "guard":
+            self.stopped_by = "one-shot"
+        self.outcome = UnlearningOutcome(
+            method=type(pl_module).__name__, request=repr(trainer.datamodule.forget),  # type: ignore[union-attr]
+            target=None if self.target is None else asdict(self.target), reached=reached, stopped_by=self.stopped_by,
+            steps=self.steps, budget_steps=self.budget, returned_step=int(after["step"]), restored=returned != final,
+            check_time_s=self.check_time, checks=len(self.history), guard=self.guard, guard_events=list(self.guard_events),
+            before={k: v for k, v in self.before.items() if k != "ref"},
+            after={k: v for k, v in after.items() if k != "step"},
+            history=list(self.history),
+        )
+        pl_module.outcome = self.outcome  # type: ignore[assignment]
+        self._report(pl_module)
+        self.best = None  # drop the saved weights
+
+    def _report(self, pl_module: LightningModule) -> None:
+        outcome = self.outcome
+        assert outcome is not None
+        if outcome.guard_events and trainer_rank_zero(pl_module):
+            event = outcome.guard_events[0]
+            warnings.warn(
+                f"{outcome.method}: the utility guard stopped the run at step {int(event['step'])} (held-out accuracy on"
+                f" retained classes {event['retained_heldout']:.3f} < limit {event['limit']:.3f}); returned the state of"
+                f" step {outcome.returned_step}, the best that respected it.",
+                UnlearningTargetWarning, stacklevel=2,
+            )
+        if outcome.reached is False:
+            forget = self._forget_value({k: v for k, v in outcome.after.items()})
+            hint = _hint(outcome)
+            message = (
+                f"{outcome.method} did not reach its target ({outcome.target['description']}): it reached a forget"  # type: ignore[index]
+                f" accuracy of {forget:.3f} after {outcome.steps} steps (stopped by {outcome.stopped_by}). {hint}"
+            )
+            if self.strict:
+                raise UnlearningTargetError(message)
+            if trainer_rank_zero(pl_module):
+                warnings.warn(message, UnlearningTargetWarning, stacklevel=2)
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "before": dict(self.before), "history": [dict(h) for h in self.history],
+                "guard_events": [dict(e) for e in self.guard_events]}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.steps = int(state_dict["steps"])
+        self.before = dict(state_dict["before"])
+        self.history = [dict(h) for h in state_dict["history"]]
+        self.guard_events = [dict(e) for e in state_dict["guard_events"]]
+
+
+def _copy_state(pl_module: LightningModule) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in pl_module.model.state_dict().items()}  # type: ignore[union-attr]
+
+
+def trainer_rank_zero(pl_module: LightningModule) -> bool:
+    trainer = pl_module._trainer
+    return trainer is None or trainer.global_rank == 0
+
+
+def _hint(outcome: UnlearningOutcome) -> str:
+    if getattr(outcome, "stopped_by", "") == "one-shot":
+        return "It is a closed-form method: it cannot iterate towards the target; try an iterative method (e.g. SU, PRU, UGradSL+)."
+    if outcome.stopped_by == "guard":
+        return "The guard stopped it first: try a smaller `lr`, or a method that also uses the retain set (e.g. UGradSL+, SCRUB)."
+    if outcome.target and outcome.target["kind"] == "instance" and outcome.after.get("forget", 1.0) < outcome.target["aim"]:
+        return "It forgot too much between two checks: try a smaller `lr` or `check_every`."
+    return "Try a larger `max_steps` or `lr`."
