@@ -249,8 +249,9 @@ class UnlearningCLI(LightningCLI):
         self.trainer = None  # type: ignore[assignment]
         if self.subcommand == "unlearn":
             extra = {}
-            if self._get(self.config, "trainer").get("max_epochs") is None:
-                extra["max_epochs"] = max(int(self.model.hparams.max_epochs), 1)
+            if self._get(self.config, "trainer").get("max_epochs") is None:  # the method's budget ends the run
+                runs_to_budget = self.model.runs_to_budget()  # type: ignore[union-attr]
+                extra["max_epochs"] = -1 if runs_to_budget else max(int(self.model.hparams.max_epochs), 1)
             self.trainer = self.instantiate_trainer(**extra)
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
@@ -279,8 +280,9 @@ class UnlearningCLI(LightningCLI):
         """Fit the method, then write the run folder (rank 0 only).
 
         Args:
-            output: the run folder (``model.pt``, ``config.yaml``, ``manifest.json``, ``metrics.json``, and
-                ``targets.pt`` for methods trained on per-sample targets).
+            output: the run folder (``model.pt``, ``config.yaml``, ``manifest.json``, ``metrics.json``,
+                ``outcome.json`` (the request's target, whether reached, steps, wall time, accuracies
+                before/after, guard events) and ``targets.pt`` for methods trained on per-sample targets).
             overwrite: replace an existing run folder.
             evaluate: also score the unlearned model with :func:`lightning_unlearn.evaluation.evaluate`
                 (against the original model) into ``report.json``.
@@ -308,6 +310,8 @@ class UnlearningCLI(LightningCLI):
             summary = {"method": method.method_name, "runtime_s": method.runtime_s,
                        "accuracy": split_accuracies(unlearned, self.datamodule)}
             (tmp / "metrics.json").write_text(json.dumps(summary, indent=1))
+            if method.outcome is not None:  # what the run achieved: target, reached, steps, guard events, ...
+                (tmp / "outcome.json").write_text(json.dumps(method.outcome.to_dict(), indent=1))
             if evaluate:
                 from lightning_unlearn.evaluation import evaluate as evaluate_fn
 
@@ -317,6 +321,8 @@ class UnlearningCLI(LightningCLI):
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+        if method.outcome is not None:
+            print(method.outcome.summary())
         print(f"{method.method_name}: unlearned model written to {out / MODEL_FILE} ({method.runtime_s:.2f} s)")
         return out
 
