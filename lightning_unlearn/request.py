@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
 from lightning_unlearn.passes import class_counts
 
@@ -249,7 +249,10 @@ class ServeRequest(Callback):
         if positions.size == 0:
             return None
         positions = positions[_fixed_subset(positions, CHECK_CAP, dm.seed)]
-        dataset = Subset(dm.split_dataset(split), positions.tolist())  # type: ignore[arg-type]
+        subset = Subset(dm.split_dataset(split), positions.tolist())  # type: ignore[arg-type]
+        # Materialised once (at most CHECK_CAP samples): every check is then forward passes only.
+        xs, ys = zip(*((item[0], item[1]) for item in subset))
+        dataset = TensorDataset(torch.stack([torch.as_tensor(x) for x in xs]), torch.as_tensor(ys, dtype=torch.long))
         return DataLoader(dataset, batch_size=dm.eval_batch_size, shuffle=False, num_workers=0)
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -261,6 +264,8 @@ class ServeRequest(Callback):
         if not isinstance(pl_module, UnlearningMethod):
             raise MisconfigurationException(f"ServeRequest serves unlearning methods; {type(pl_module).__name__} is not one.")
         self._reset()
+        if not self.checking:
+            return
         dm = self._datamodule(trainer, pl_module)
         dm.setup("fit")
         k = pl_module.num_classes
@@ -364,8 +369,16 @@ class ServeRequest(Callback):
         self.next_check = self.steps + max(step, 1)
 
     # ---------------------------------------------------------------- hooks
+    @property
+    def checking(self) -> bool:
+        """Whether the run is checked at all (a target or a guard); without, only the step budget applies."""
+        return self.target_option is not None or self.guard is not None
+
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # Runs before the method's own on_fit_start (one-shot methods do their work there).
+        if not self.checking:
+            self.next_check = math.inf  # type: ignore[assignment]
+            return
         resumed = bool(self.before)  # restored from a checkpoint: keep the accuracies measured before unlearning
         if not resumed:
             self.before = self._measure(trainer, pl_module)
@@ -394,8 +407,8 @@ class ServeRequest(Callback):
 
     def stop_on_non_finite(self, trainer: Trainer) -> None:
         """A non-finite loss ends the run (its update is skipped); the best checked state is returned."""
-        self.guard_events.append({"step": float(self.steps), "retained_heldout": float("nan"), "limit": float("nan")})
-        self.violations += 1
+        self.guard_events.append({"step": float(self.steps), "non_finite_loss": 1.0})
+        self.violations = max(self.violations, 1)
         self.stopped_by = "non-finite loss"
         trainer.should_stop = True
 
@@ -410,6 +423,13 @@ class ServeRequest(Callback):
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # After the training loop, or in its place for a method that stopped it before its first
         # epoch (one-shot methods); before the method's own on_fit_end (which adds the wall time).
+        if not self.checking:
+            self.outcome = UnlearningOutcome(
+                method=type(pl_module).__name__, request=repr(getattr(trainer.datamodule, "forget", None)), target=None,
+                reached=None, stopped_by=self.stopped_by, steps=self.steps, budget_steps=self.budget, returned_step=self.steps,
+            )
+            pl_module.outcome = self.outcome  # type: ignore[assignment]
+            return
         if self.best is None:
             return
         if self.last_check != self.steps or not getattr(pl_module, "iterative", True):
@@ -444,10 +464,14 @@ class ServeRequest(Callback):
         assert outcome is not None
         if outcome.guard_events and trainer_rank_zero(pl_module):
             event = outcome.guard_events[0]
+            if "non_finite_loss" in event:
+                what = f"the loss became non-finite at step {int(event['step'])}"
+            else:
+                what = (f"the utility guard was violated from step {int(event['step'])} (held-out accuracy on retained classes"
+                        f" {event['retained_heldout']:.3f} < limit {event['limit']:.3f})")
             warnings.warn(
-                f"{outcome.method}: the utility guard stopped the run at step {int(event['step'])} (held-out accuracy on"
-                f" retained classes {event['retained_heldout']:.3f} < limit {event['limit']:.3f}); returned the state of"
-                f" step {outcome.returned_step}, the best that respected it.",
+                f"{outcome.method}: {what}; returned the checked state of step {outcome.returned_step}, the best that"
+                " respected the guard.",
                 UnlearningTargetWarning, stacklevel=2,
             )
         if outcome.reached is False:

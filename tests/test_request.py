@@ -110,7 +110,7 @@ def test_guard_violation_restores_the_best_state_that_respected_it(digits):
         unlearned = unlearn(original, dm, "GradientAscent", lr=0.5, momentum=0.0, check_every=1)
     outcome = unlearned.unlearning_outcome
     messages = [str(w.message) for w in caught if issubclass(w.category, UnlearningTargetWarning)]
-    assert any("utility guard stopped the run" in m for m in messages), messages
+    assert any("utility guard was violated" in m or "loss became non-finite" in m for m in messages), messages
     assert outcome.guard_events and outcome.restored and outcome.stopped_by in ("guard", "non-finite loss")
     limit = outcome.before["retained_heldout"] - 0.02
     assert outcome.after["retained_heldout"] >= limit

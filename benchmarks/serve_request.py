@@ -1,0 +1,189 @@
+"""Does every method serve the request with its defaults? And what do the checks cost?
+
+For each model, every method runs with its default arguments (target, guard and step budget on)
+on MNIST-5k:
+
+* class-wise, one run per class in ``--classes`` (original seed 0);
+* sub-class (10% of ``--subclass_class``) and random 10%, one run per seed in ``--seeds``.
+
+Per method and scenario it reports the share of runs that reached their target, the share whose
+checks never violated the utility guard, and the average gap to Retrain (mean ± 95% t-interval;
+Acc D_f, D_r, D_t and MIA efficacy) next to the Original row. With ``--wall_clock`` it reruns each
+run of the first class with the same number of steps and no checks (``target=None, guard=None``)
+and reports the checks' share of the wall time, and the reported runtime against the measured wall.
+
+    python benchmarks/serve_request.py --models '[lenet5]' --classes '[0,1,2]' --seeds '[0,1,2]'
+
+Results go to ``--output`` (JSON, one record per run, written after every run) and a Markdown table
+on stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from lightning_unlearn import available_methods, create_method, train_classifier, unlearn
+from lightning_unlearn.benchmark_runs import _datamodule, _method_options, RunSettings, ReplicateSeeds, scenario_spec
+from lightning_unlearn.callbacks import PrototypeRecorder
+from lightning_unlearn.data.forget import ClassForget
+from lightning_unlearn.evaluation import evaluate
+from lightning_unlearn.request import UnlearningTargetWarning
+
+GAP_KEYS = ("acc_forget", "acc_retain", "acc_test", "mia_efficacy")
+
+
+def _t95(n: int) -> float:
+    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
+    return table.get(n, 1.96)
+
+
+def mean_ci(values: list[float]) -> str:
+    if not values:
+        return "–"
+    m = statistics.fmean(values)
+    if len(values) < 2:
+        return f"{100 * m:.1f}"
+    return f"{100 * m:.1f} ± {100 * _t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)):.1f}"
+
+
+def scores(model: torch.nn.Module, dm: Any, seed: int) -> dict[str, float]:
+    report = evaluate(model.float(), dm, seed=seed, loss_mia=False).to_dict()
+    return {k: float(report[k]) for k in GAP_KEYS if report.get(k) is not None}
+
+
+def gap(a: dict[str, float], b: dict[str, float]) -> float:
+    keys = [k for k in GAP_KEYS if k in a and k in b]
+    return sum(abs(a[k] - b[k]) for k in keys) / len(keys)
+
+
+def run(args: argparse.Namespace) -> list[dict[str, Any]]:
+    out = Path(args.output)
+    records: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() and not args.overwrite else []
+    done = {(r["model"], r["scenario"], r["request"], r["method"]) for r in records}
+    methods = args.methods or [m for m in available_methods() if m != "Retrain"]
+    for model_name in args.models:
+        settings = RunSettings("mnist5k", model_name, args.original_epochs, 0, 0.1, 0, None, "cpu", 1, "32-true", True)
+        requests = [("class", c, 0) for c in args.classes]
+        requests += [(s, args.subclass_class, seed) for s in ("subclass", "random") for seed in args.seeds]
+        originals: dict[int, tuple] = {}
+        for scenario, klass, seed in requests:
+            key = f"{klass}" if scenario == "class" else f"seed {seed}"
+            pending = [m for m in ["Original", *methods] if (model_name, scenario, key, m) not in done]
+            if not pending:
+                continue
+            seeds = ReplicateSeeds(seed, seed, seed, seed)
+            if seed not in originals:
+                recorder = PrototypeRecorder()
+                base = _datamodule(settings, ClassForget(0), seeds)
+                original = train_classifier(base, model_name, max_epochs=args.original_epochs, seed=seed, callbacks=[recorder])
+                originals[seed] = (original, recorder)
+            original, recorder = originals[seed]
+            dm = _datamodule(settings, scenario_spec(scenario, klass, 0.1), seeds)  # type: ignore[arg-type]
+            reference = unlearn(original, dm, "Retrain", max_epochs=args.original_epochs, lr=1e-3, seed=seed, target=None, guard=None)
+            ref_scores = scores(reference, dm, seed)
+            for name in pending:
+                record: dict[str, Any] = {"model": model_name, "scenario": scenario, "request": key, "method": name}
+                if name == "Original":
+                    record.update(reached=None, guard_ok=True, gap=gap(scores(original, dm, seed), ref_scores))
+                else:
+                    options = _method_options(name, [recorder], seed, None)
+                    method = create_method(name, original, **options)
+                    start = time.perf_counter()
+                    try:
+                        with warnings.catch_warnings():
+                            warnings.simplefilter("ignore", UnlearningTargetWarning)
+                            unlearned = unlearn(original, dm, method=method)
+                    except Exception as err:  # reported, never hidden
+                        record.update(error=f"{type(err).__name__}: {err}")
+                        records.append(record)
+                        continue
+                    wall = time.perf_counter() - start
+                    outcome = method.outcome
+                    record.update(
+                        reached=outcome.reached, guard_ok=not outcome.guard_events, steps=outcome.steps,
+                        stopped_by=outcome.stopped_by, runtime_s=outcome.runtime_s, check_time_s=outcome.check_time_s,
+                        wall_s=wall, gap=gap(scores(unlearned, dm, seed), ref_scores), after=outcome.after,
+                    )
+                    if args.wall_clock and scenario == "class" and klass == args.classes[0] and outcome.steps > 0:
+                        bare = create_method(name, original, **{**options, "target": None, "guard": None, "max_steps": outcome.steps})
+                        start = time.perf_counter()
+                        unlearn(original, dm, method=bare)
+                        record["wall_no_checks_s"] = time.perf_counter() - start
+                records.append(record)
+                out.parent.mkdir(parents=True, exist_ok=True)
+                tmp = out.with_suffix(".tmp")
+                tmp.write_text(json.dumps(records, indent=1))
+                os.replace(tmp, out)
+                print(json.dumps({k: v for k, v in record.items() if k != "after"}), flush=True)
+    return records
+
+
+def table(records: list[dict[str, Any]]) -> str:
+    lines = []
+    for model in sorted({r["model"] for r in records}):
+        for scenario in ("class", "subclass", "random"):
+            rows = [r for r in records if r["model"] == model and r["scenario"] == scenario]
+            if not rows:
+                continue
+            original = [r["gap"] for r in rows if r["method"] == "Original"]
+            lines += ["", f"### {model}, {scenario}", "",
+                      "| method | runs | target reached | guard never violated | avg gap (pp) | gap < Original's | checks / wall | runtime / wall |",
+                      "|---|---|---|---|---|---|---|---|"]
+            by_request = {r["request"]: r["gap"] for r in rows if r["method"] == "Original"}
+            for method in sorted({r["method"] for r in rows}, key=lambda m: (m != "Original", m)):
+                mine = [r for r in rows if r["method"] == method and "error" not in r]
+                errors = sum("error" in r for r in rows if r["method"] == method)
+                if method == "Original":
+                    lines.append(f"| Original | {len(mine)} | – | – | {mean_ci(original)} | – | – | – |")
+                    continue
+                reached = sum(bool(r["reached"]) for r in mine)
+                guard = sum(bool(r["guard_ok"]) for r in mine)
+                better = sum(r["gap"] < by_request.get(r["request"], math.inf) for r in mine)
+                check_share = [r["check_time_s"] / r["wall_s"] for r in mine if r.get("wall_s")]
+                honest = [r["runtime_s"] / r["wall_s"] for r in mine if r.get("wall_s")]
+                share = f"{100 * statistics.fmean(check_share):.0f}%" if check_share else "–"
+                ratio = f"{statistics.fmean(honest):.2f}" if honest else "–"
+                err = f" ({errors} failed)" if errors else ""
+                lines.append(f"| {method} | {len(mine)}{err} | {reached}/{len(mine)} | {guard}/{len(mine)} |"
+                             f" {mean_ci([r['gap'] for r in mine])} | {better}/{len(mine)} | {share} | {ratio} |")
+        timed = [r for r in records if r["model"] == model and r.get("wall_no_checks_s")]
+        if timed:
+            lines += ["", f"### {model}: wall time with checks vs the same steps without (class {timed[0]['request']})", "",
+                      "| method | steps | with checks (s) | without (s) | ratio |", "|---|---|---|---|---|"]
+            for r in timed:
+                lines.append(f"| {r['method']} | {r['steps']} | {r['wall_s']:.2f} | {r['wall_no_checks_s']:.2f} |"
+                             f" {r['wall_s'] / r['wall_no_checks_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--models", type=json.loads, default=["lenet5", "allcnn"])
+    parser.add_argument("--classes", type=json.loads, default=list(range(10)))
+    parser.add_argument("--seeds", type=json.loads, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--subclass_class", type=int, default=3)
+    parser.add_argument("--methods", type=json.loads, default=None)
+    parser.add_argument("--original_epochs", type=int, default=12)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--wall_clock", action="store_true")
+    parser.add_argument("--output", default="benchmarks/results/serve_request.json")
+    parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--table_only", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    records = json.loads(Path(args.output).read_text()) if args.table_only else run(args)
+    print(table(records))
+
+
+if __name__ == "__main__":
+    main()
