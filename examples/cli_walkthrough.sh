@@ -31,8 +31,9 @@ $CLI unlearn --config "$CONFIGS/$METHOD.yaml" --method.checkpoint "$WORK/origina
     --data.dataset "$DATASET" --output "$WORK/$METHOD" --overwrite true ${EXTRA:-}
 
 echo "== 4. the gold standard: retrain from scratch on the retain set (a registered method like any other)"
+# Its full budget, no request: re-initialised weights already "forget" the class, so a target would stop it at once.
 $CLI unlearn --method Retrain --method.checkpoint "$WORK/original.ckpt" --method.max_epochs "$EPOCHS" --method.lr 0.001 \
-    --data "$CONFIGS/data.yaml" --data.dataset "$DATASET" --output "$WORK/retrain" --overwrite true
+    --method.target null --method.guard null --data "$CONFIGS/data.yaml" --data.dataset "$DATASET" --output "$WORK/retrain" --overwrite true
 
 echo "== 5. score the unlearned model against the original and the retrained reference"
 $CLI evaluate --data "$CONFIGS/data.yaml" --data.dataset "$DATASET" --unlearned "$WORK/$METHOD" \

@@ -13,7 +13,9 @@ Lightning launches the processes itself, or picks them up from torchrun / SLURM:
 
 ``--checkpoint`` is a Classifier checkpoint, e.g. from ``lightning-unlearn fit --config
 examples/configs/fit.yaml``. Rank 0 writes the unlearned model and a JSON summary (accuracy
-per split, runtime, and the method's per-sample targets when it has any) to ``--output``.
+per split, runtime, the request's outcome, and the method's per-sample targets when it has any) to
+``--output``. By default the method serves the request (its target, within the utility guard and a
+step budget); ``--no_request`` runs its fixed epoch budget instead.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def main() -> None:
     cli.add_argument("--precision", default="32-true")
     cli.add_argument("--batch_size", type=int, default=64, help="per-process batch (effective batch = devices × this)")
     cli.add_argument("--max_epochs", type=int, default=None, help="override the method's epoch budget")
+    cli.add_argument("--no_request", action="store_true", help="no target and no guard: run the fixed epoch budget")
     cli.add_argument("--output", default="runs/ddp")
     args = cli.parse_args()
 
@@ -61,11 +64,14 @@ def main() -> None:
     dm = UnlearningDataModule(args.dataset, forget=forget_spec(args.scenario, args.forget_class), seed=0,
                               new_fraction=0.1, ref_fraction=0.05, batch_size=args.batch_size)
     options = {} if args.max_epochs is None else {"max_epochs": args.max_epochs}
+    if args.no_request:
+        options.update(target=None, guard=None)
     method_cls = _import(args.method) if "." in args.method else args.method
     method = create_method(method_cls, model=None, checkpoint=args.checkpoint, **options)  # architecture from the checkpoint
     trainer = Trainer(
         accelerator=args.accelerator, devices=args.devices, num_nodes=args.num_nodes, strategy=args.strategy,
-        precision=args.precision, max_epochs=max(method.hparams.max_epochs, 1), logger=False,
+        # Under a request its step budget ends the run (as in `unlearn()`); otherwise the method's epochs.
+        precision=args.precision, max_epochs=-1 if method.runs_to_budget() else max(method.hparams.max_epochs, 1), logger=False,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
     )
     trainer.fit(method, datamodule=dm)
@@ -80,6 +86,7 @@ def main() -> None:
         "precision": args.precision,
         "runtime_s": method.runtime_s,
         "accuracy": split_accuracies(unlearned, dm),
+        "outcome": method.outcome.to_dict() if method.outcome is not None else None,
     }
     targets = getattr(method, "targets", None)
     if targets is not None and hasattr(targets, "state_dict"):  # per-sample targets keyed by dataset index

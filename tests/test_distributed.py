@@ -27,6 +27,8 @@ pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 REPO = Path(__file__).resolve().parents[1]
 DATA = ["--data", str(REPO / "examples" / "configs" / "data.yaml")]  # MNIST-5k, class 3: the conftest split
 METHOD, EPOCHS = "lightning_unlearn.methods.su.SU", "3"
+# The fixed epoch budget, no request: the comparison is of the training itself, not of where a request's checks stop it.
+NO_REQUEST = ["--method.target", "null", "--method.guard", "null"]
 TOLERANCE = 0.03  # accuracy points
 # 2 processes × 32 = the single process's batch of 64: the same number of optimiser steps per epoch.
 HALF_BATCH = "32"
@@ -62,7 +64,7 @@ def original_ckpt(original_lenet, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def single_process(original_ckpt) -> Path:
     out = original_ckpt.parent / "one"
-    main(["unlearn", "--method", METHOD, "--method.checkpoint", str(original_ckpt), "--method.max_epochs", EPOCHS, *DATA,
+    main(["unlearn", "--method", METHOD, "--method.checkpoint", str(original_ckpt), "--method.max_epochs", EPOCHS, *NO_REQUEST, *DATA,
           "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.enable_progress_bar", "false",
           "--output", str(out)])
     return out
@@ -75,7 +77,7 @@ def _accuracy(folder: Path) -> dict[str, float]:
 def test_cli_ddp_two_processes_matches_one(original_ckpt, single_process):
     out = original_ckpt.parent / "two"
     _run([sys.executable, "-m", "lightning_unlearn.cli", "unlearn", "--method", METHOD, "--method.checkpoint",
-          str(original_ckpt), "--method.max_epochs", EPOCHS, *DATA, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
+          str(original_ckpt), "--method.max_epochs", EPOCHS, *NO_REQUEST, *DATA, "--trainer.accelerator", "cpu", "--trainer.devices", "2",
           "--trainer.strategy", "ddp", "--data.batch_size", HALF_BATCH, "--trainer.enable_progress_bar", "false",
           "--output", str(out)])
     one, two = torch.load(single_process / "targets.pt"), torch.load(out / "targets.pt")
@@ -90,7 +92,7 @@ def test_cli_ddp_two_processes_matches_one(original_ckpt, single_process):
 def test_ddp_example_bf16_two_processes_matches_one(original_ckpt, single_process):
     out = original_ckpt.parent / "example"
     _run([sys.executable, str(REPO / "examples" / "ddp_unlearn.py"), "--checkpoint", str(original_ckpt), "--method", METHOD,
-          "--max_epochs", EPOCHS, "--accelerator", "cpu", "--devices", "2", "--batch_size", HALF_BATCH, "--precision", "bf16-mixed", "--output", str(out)])
+          "--max_epochs", EPOCHS, "--no_request", "--accelerator", "cpu", "--devices", "2", "--batch_size", HALF_BATCH, "--precision", "bf16-mixed", "--output", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     assert summary["world_size"] == 2 and summary["precision"] == "bf16-mixed"
     one = torch.load(single_process / "targets.pt")

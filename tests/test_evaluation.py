@@ -15,7 +15,8 @@ from lightning_unlearn.relearning import relearn
 
 @pytest.fixture(scope="module")
 def ga_class(mnist_dm, original_lenet):
-    return unlearn(original_lenet, mnist_dm("class"), method="GradientAscent", max_epochs=1).eval()
+    # One fixed epoch, no request: a model that moved (the guard could hand back the original weights).
+    return unlearn(original_lenet, mnist_dm("class"), method="GradientAscent", max_epochs=1, target=None, guard=None).eval()
 
 
 def test_evaluate_matches_independent_values_and_writes_report(mnist_dm, original_lenet, retrained_lenet, ga_class, tmp_path):

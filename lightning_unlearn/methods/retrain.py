@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from torch import Tensor, nn
 
@@ -51,9 +51,13 @@ class Retrain(UnlearningMethod):
         lr: float = 1e-3,
         max_epochs: int = 10,
         seed: int = 0,
+        target: float | Literal["auto"] | None = None,
+        guard: float | None = None,
         **kwargs: Any,
     ) -> None:
-        super().__init__(model, lr=lr, max_epochs=max_epochs, seed=seed, **kwargs)
+        # The reference trains its whole budget: its "before" is a fresh network, so neither a target nor a
+        # guard measured on it means anything (a random network already "forgets" every class).
+        super().__init__(model, lr=lr, max_epochs=max_epochs, seed=seed, target=target, guard=guard, **kwargs)
         reset_parameters(self.model, seed)
 
     def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:

@@ -19,7 +19,8 @@ EPOCHS = 3
 def test_evaluator_logs_every_epoch_and_restores_the_best(mnist_dm, original_lenet, retrained_lenet, tmp_path):
     dm = mnist_dm("class")
     evaluator = UnlearningEvaluator(reference=retrained_lenet("class"), mia=True, criterion="average_gap", restore_best=True)
-    method = create_method("GradientAscent", original_lenet, max_epochs=EPOCHS, lr=2e-3)
+    # A fixed epoch budget (no request's target or guard): the evaluator's own per-epoch mechanics.
+    method = create_method("GradientAscent", original_lenet, max_epochs=EPOCHS, lr=2e-3, target=None, guard=None)
     logger = CSVLogger(tmp_path, name="run")
     trainer = make_trainer(EPOCHS, [evaluator], limit_val_batches=1.0, logger=logger)
     trainer.fit(method, datamodule=dm)
@@ -44,7 +45,7 @@ def test_evaluator_logs_every_epoch_and_restores_the_best(mnist_dm, original_len
 
 def test_forget_target_criterion_keeps_the_first_epoch_reaching_it(mnist_dm, original_lenet):
     evaluator = UnlearningEvaluator(criterion="forget_target", forget_target=0.5)
-    method = create_method("GradientAscent", original_lenet, max_epochs=2, lr=2e-3)
+    method = create_method("GradientAscent", original_lenet, max_epochs=2, lr=2e-3, target=None, guard=None)
     make_trainer(2, [evaluator], limit_val_batches=1.0).fit(method, datamodule=mnist_dm("class"))
     reached = [h["epoch"] for h in evaluator.history if h["forget_acc"] <= 0.5]
     assert reached and evaluator.best_epoch == reached[0] and "mia_efficacy" not in evaluator.history[0]
@@ -57,6 +58,6 @@ def test_evaluator_rejects_bad_configuration(mnist_dm, original_lenet):
         UnlearningEvaluator(criterion="average_gap", mia=True)
     with pytest.raises(ValueError, match=r"`forget_target` must be in \[0, 1\], got -0.1"):
         UnlearningEvaluator(forget_target=-0.1)
-    method = create_method("GradientAscent", original_lenet, max_epochs=1)
+    method = create_method("GradientAscent", original_lenet, max_epochs=1, target=None, guard=None)
     with pytest.raises(MisconfigurationException, match="UnlearningEvaluator evaluates during the validation phase"):
         make_trainer(1, [UnlearningEvaluator()], limit_val_batches=0).fit(method, datamodule=mnist_dm("class"))

@@ -13,7 +13,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_unlearn import Classifier, IndexForget, UnlearningDataModule, make_trainer
 from lightning_unlearn.callbacks import PrototypeRecorder, PrototypeRecording
-from lightning_unlearn.callbacks.prototype_recorder import shard_loader
+from lightning_unlearn.passes import shard_loader
 from lightning_unlearn.models import HeadNotFoundError
 
 E, C, N = 6, 3, 120
@@ -24,7 +24,8 @@ def linear_problem(seed: int = 0) -> tuple[UnlearningDataModule, torch.Tensor]:
     x = torch.randn(N, E, generator=gen)
     y = (x[:, :C] + 0.3 * torch.randn(N, C, generator=gen)).argmax(1)
     test = TensorDataset(x[:30], y[:30])
-    dm = UnlearningDataModule.from_datasets(TensorDataset(x, y), test, IndexForget([1, 5, 7]), num_classes=C, batch_size=16)
+    dm = UnlearningDataModule.from_datasets(TensorDataset(x, y), test, IndexForget([1, 5, 7]), num_classes=C, batch_size=16,
+                                            ref_fraction=0.0)  # every sample trains: G counts all N
     dm.setup()
     return dm, x
 
@@ -111,7 +112,7 @@ OUT = sys.argv[2]
 E, C, N = 6, 3, 101   # odd N: DistributedSampler would pad one duplicate
 gen = torch.Generator().manual_seed(0)
 x = torch.randn(N, E, generator=gen); y = (x[:, :C]).argmax(1)
-dm = UnlearningDataModule.from_datasets(TensorDataset(x, y), TensorDataset(x[:30], y[:30]), IndexForget([1, 4, 7, 9, 50]), num_classes=C, batch_size=16)
+dm = UnlearningDataModule.from_datasets(TensorDataset(x, y), TensorDataset(x[:30], y[:30]), IndexForget([1, 4, 7, 9, 50]), num_classes=C, batch_size=16, ref_fraction=0.0)
 rec = PrototypeRecorder()
 torch.manual_seed(0)
 clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C, optimizer="sgd", lr=0.1)
@@ -124,9 +125,9 @@ saved = torch.load(OUT + "/trained.pt", weights_only=False)
 clf.load_state_dict(saved["clf"]); rec._recording = PrototypeRecording.from_dict(saved["rec"])
 layout = PrototypeRecorder()  # G recorded under this run's process layout (the backbone is the identity)
 make_trainer(1, [layout], **kw).fit(Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C), datamodule=dm)
-m = NaivePS(clf, recording=rec.recording.copy(), ridge=0.0)
+m = NaivePS(clf, recording=rec.recording.copy(), ridge=0.0, target=None, guard=None)  # the surgery alone, no request
 make_trainer(1, **kw).fit(m, datamodule=dm)
-p = PS(clf)
+p = PS(clf, target=None, guard=None)
 tr = make_trainer(1, **kw); tr.fit(p, datamodule=dm)
 if tr.global_rank == 0:
     torch.save({"gram": layout.recording.gram, "naive": m.model.model[1].weight.detach(), "removed": m.recording.removed, "ps": p.model.model[1].weight.detach()}, OUT + f"/out{sys.argv[1]}.pt")

@@ -16,7 +16,7 @@ from lightning_unlearn.relearning import relearn
 def test_probe_records_the_relearning_curve(mnist_dm, original_lenet, tmp_path):
     dm = mnist_dm("class")
     probe = RelearningProbe(epochs=2, lr=1e-2, threshold=0.5)
-    method = create_method("GradientAscent", original_lenet, max_epochs=1, lr=2e-3)
+    method = create_method("GradientAscent", original_lenet, max_epochs=1, lr=2e-3, target=None, guard=None)  # one fixed epoch
     logger = CSVLogger(tmp_path, name="run")
     make_trainer(1, [probe], limit_val_batches=0, logger=logger).fit(method, datamodule=dm)
 

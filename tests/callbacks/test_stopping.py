@@ -16,7 +16,8 @@ BUDGET = 15
 
 
 def _fit(original, dm, callback, **trainer_kwargs):
-    method = create_method("GradientAscent", original, max_epochs=BUDGET, lr=1e-3)
+    """A fixed epoch budget (no request's target or guard): only the stopping rule may end the run early."""
+    method = create_method("GradientAscent", original, max_epochs=BUDGET, lr=1e-3, target=None, guard=None)
     trainer_kwargs.setdefault("limit_val_batches", 1.0)
     trainer = make_trainer(BUDGET, [callback], **trainer_kwargs)
     trainer.fit(method, datamodule=dm)
@@ -68,7 +69,7 @@ def test_reference_accuracy_stop_initial_reference_prevents_over_forgetting(mnis
     for seed in SEEDS:
         dm, original = mnist_dm("random", seed), lenet_original(seed)
         for mode in ("current", "initial"):
-            method = create_method("SU", original, seed=seed)
+            method = create_method("SU", original, seed=seed, target=None, guard=None)  # the rule alone stops it
             stop = ReferenceAccuracyStop(reference=mode, verbose=False)
             make_trainer(method.hparams.max_epochs, [stop], **check_interval(method, dm)).fit(method, datamodule=dm)
             model = method.unlearned_model
@@ -101,7 +102,7 @@ def test_stopping_rule_decision_is_reduced_across_processes(mnist_dm, original_l
         pass
 
     stop = Recording(target=1.0)  # reached at the first check
-    method = create_method("GradientAscent", original_lenet, max_epochs=BUDGET)
+    method = create_method("GradientAscent", original_lenet, max_epochs=BUDGET, target=None, guard=None)
     trainer = make_trainer(BUDGET, [stop], limit_val_batches=1.0)
     original_reduce = trainer.strategy.reduce_boolean_decision
 
@@ -128,7 +129,8 @@ def test_bad_arguments_and_setups(mnist_dm, original_lenet):
         _fit(original_lenet, no_ref, ReferenceAccuracyStop())
 
 
-# The benchmark attaches these rules; this test lives here because it needs the MNIST-5k original the tests above train.
+# The benchmark exports these rules (it now serves each method's own request instead of attaching them); this test
+# lives here because it needs the MNIST-5k original the tests above train.
 def test_benchmark_attaches_the_scenario_stopping_rule(original_lenet, mnist_dm):
     from lightning_unlearn.benchmark import check_interval, run_benchmark, stopping_rules
     from lightning_unlearn.callbacks import ForgetAccuracyStop, ReferenceAccuracyStop
@@ -137,14 +139,14 @@ def test_benchmark_attaches_the_scenario_stopping_rule(original_lenet, mnist_dm)
     assert isinstance(stopping_rules("class")[0], ForgetAccuracyStop)
     assert all(isinstance(stopping_rules(s)[0], ReferenceAccuracyStop) for s in ("subclass", "random"))
     assert stopping_rules("random")[0].reference == "current" and stopping_rules("random", "initial")[0].reference == "initial"
-    with pytest.raises(ValueError, match="`instance_reference` must be 'current' or 'initial', got 'first'"):
-        run_benchmark(instance_reference="first")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="unexpected keyword argument 'instance_reference'"):  # removed with the request
+        run_benchmark(instance_reference="first")  # type: ignore[call-arg]
     dm = mnist_dm("random")  # 340 forget samples at batch 64: 6 steps a pass; 3,060 retain samples: 48 steps
     assert check_interval(GradientAscent(original_lenet), dm) == {"val_check_interval": 1, "check_val_every_n_epoch": None}
     assert check_interval(UGradSLPlus(original_lenet), dm)["val_check_interval"] == 48 // 8  # an epoch is a pass over D_r
     assert check_interval(UGradSL(original_lenet), dm)["val_check_interval"] == 1  # an epoch is a pass over D_f
-    # Gradient ascent on a random 10% runs away without the rule; with it, it stops mid-run.
-    method = GradientAscent(original_lenet, max_epochs=6)
+    # Gradient ascent on a random 10% runs away without the rule (fixed budget, no request); with it, it stops mid-run.
+    method = GradientAscent(original_lenet, max_epochs=6, target=None, guard=None)
     rule = stopping_rules("random")
     from lightning_unlearn import split_accuracies, unlearn
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 
 import numpy as np
 import pytest
@@ -130,10 +129,13 @@ def test_torchvision_dataset_missing_root_is_explained(tmp_path):
         load_dataset("imagenet")
 
 
-def test_explicit_index_in_a_held_out_split_is_rejected():
-    held_out = make(ClassForget(0)).indices["new"][:1].tolist()
-    with pytest.raises(ValueError, match=re.escape(f"`indices` contains {held_out}") + ", which are not indices of the training split"):
-        make(IndexForget(held_out))
+def test_explicit_indices_are_never_held_out():
+    """A sample the request names stays in the training split (it is forgotten, not held out as D_new/D_ref)."""
+    held_out = make(ClassForget(0)).indices["new"][:2].tolist()
+    dm = make(IndexForget(held_out))
+    assert sorted(dm.indices["forget"].tolist()) == sorted(held_out)
+    assert not set(held_out) & (set(dm.indices["new"].tolist()) | set(dm.indices["ref"].tolist()))
+    assert len(dm.indices["new"]) == len(make(ClassForget(0)).indices["new"])  # the held-out sizes are unchanged
 
 
 def test_bad_arguments():

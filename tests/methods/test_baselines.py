@@ -49,7 +49,8 @@ def test_baseline_unlearns_with_defaults(quality_run, name):
 def test_salun_mask_holds_exactly_under_momentum_and_weight_decay(mnist_dm, original_lenet):
     dm = mnist_dm("random")
     for optimizer in ("sgd", "adamw"):
-        method = SalUn(original_lenet, optimizer=optimizer, lr=1e-2, weight_decay=0.1, momentum=0.9, max_epochs=1, threshold=0.3)
+        method = SalUn(original_lenet, optimizer=optimizer, lr=1e-2, weight_decay=0.1, momentum=0.9, max_epochs=1, threshold=0.3,
+                       target=None, guard=None)  # one fixed epoch: the guard must not restore the start
         start = [p.detach().clone() for p in method.trainable_parameters()]
         make_trainer(1, limit_val_batches=0).fit(method, datamodule=dm)
         masks = method.masks
@@ -71,7 +72,7 @@ def test_scrub_phases_follow_the_schedule(mnist_dm, original_lenet):
     assert scrub_schedule(6, 2) == ["max", "min", "max", "min", "min", "min"]
     assert scrub_schedule(3, 0) == ["min", "min", "min"]
     dm = mnist_dm("random")
-    method = SCRUB(original_lenet, msteps=2, max_epochs=5, lr=1e-3)
+    method = SCRUB(original_lenet, msteps=2, max_epochs=5, lr=1e-3, target=None, guard=None)  # the schedule alone ends it
     make_trainer(10, limit_val_batches=0).fit(method, datamodule=dm)
     n_forget = int(np.ceil(len(dm.indices["forget"]) / dm.batch_size))
     n_retain = int(np.ceil(len(dm.indices["retain"]) / dm.batch_size))
@@ -84,7 +85,7 @@ def test_scrub_phases_follow_the_schedule(mnist_dm, original_lenet):
 
 def test_boundary_expanding_prunes_the_shadow_unit(mnist_dm, original_lenet):
     dm = mnist_dm("class")
-    method = BoundaryExpanding(original_lenet, max_epochs=1)
+    method = BoundaryExpanding(original_lenet, max_epochs=1, target=None, guard=None)  # one fixed epoch, no request
     make_trainer(1, limit_val_batches=0).fit(method, datamodule=dm)
     shadow_before = BoundaryExpanding(original_lenet).shadow_weight
     assert not torch.equal(method.shadow_weight.detach(), shadow_before.detach())  # the shadow unit was trained
@@ -100,7 +101,7 @@ def test_boundary_shrink_labels_are_wrong_neighbours(mnist_dm, original_lenet):
     x, y, _ = next(iter(dm.dataloader("forget")))
     labels = neighbour_labels(original_lenet.model.eval(), x, y, 0.3)
     assert (labels != y).all() and labels.min() >= 0 and labels.max() < 10
-    method = BoundaryShrink(original_lenet, max_epochs=1)
+    method = BoundaryShrink(original_lenet, max_epochs=1, target=None, guard=None)  # one fixed epoch, no request
     make_trainer(1, limit_val_batches=0).fit(method, datamodule=dm)
     table = method.neighbour_table
     assert (table[torch.as_tensor(dm.indices["forget"])] >= 0).all()

@@ -41,7 +41,7 @@ def test_lambda_3_keeps_retain_accuracy_on_512_random_samples(quality_run) -> No
 
 
 def test_loss_threshold_stops_and_is_checkpointed(mnist_dm, original_lenet) -> None:
-    method = DeltaTargeted(original_lenet, loss_threshold=50.0, max_epochs=5)
+    method = DeltaTargeted(original_lenet, loss_threshold=50.0, max_epochs=5, target=None, guard=None)  # its own stop alone
     unlearn(original_lenet, mnist_dm("random128"), method=method)
     assert method.stopped_by_loss and method.current_epoch == 1 and method.last_epoch_loss < 50.0
     checkpoint: dict = {}

@@ -25,7 +25,7 @@ def linear_dm(forget: list[int]) -> UnlearningDataModule:
     x = torch.randn(N, E, generator=gen)
     y = (x[:, :C] + 0.3 * torch.randn(N, C, generator=gen)).argmax(1)
     dm = UnlearningDataModule.from_datasets(TensorDataset(x, y), TensorDataset(x[:30], y[:30]), IndexForget(forget),
-                                            num_classes=C, batch_size=16)
+                                            num_classes=C, batch_size=16, ref_fraction=0.0)  # every sample trains
     dm.setup()
     return dm
 
@@ -54,14 +54,15 @@ def test_gram_form_equals_pseudo_inverse_construction_and_serves_successive_requ
     x = torch.cat([x, torch.ones(N, 1, dtype=torch.float64)], 1)  # the bias is a prototype column
     w0, w = rec.weight0.clone(), rec.weight.clone()
 
-    first = unlearn(clf, dm, method="NaivePS", recording=rec, ridge=0.0)
+    # The surgery alone (no request's target or guard): exact weights.
+    first = unlearn(clf, dm, method="NaivePS", recording=rec, ridge=0.0, target=None, guard=None)
     torch.testing.assert_close(head_of(first), explicit_naive_ps(w0, w, x, [1, 5, 7, 30]), rtol=0, atol=1e-6)
     assert rec.removed.tolist() == [1, 5, 7, 30] and rec.num_samples == N - 4
     keep = [i for i in range(N) if i not in (1, 5, 7, 30)]
     torch.testing.assert_close(rec.gram, x[keep].T @ x[keep])
 
     # A second request on the unlearned model: the same construction on the remaining data.
-    second = unlearn(first, linear_dm([2, 9]), method="NaivePS", recording=rec, ridge=0.0)
+    second = unlearn(first, linear_dm([2, 9]), method="NaivePS", recording=rec, ridge=0.0, target=None, guard=None)
     expected = explicit_naive_ps(w0, head_of(first), x[keep], [keep.index(2), keep.index(9)])
     torch.testing.assert_close(head_of(second), expected, rtol=0, atol=1e-6)
     # The default ridge changes the result only slightly.
@@ -70,7 +71,7 @@ def test_gram_form_equals_pseudo_inverse_construction_and_serves_successive_requ
     torch.testing.assert_close(head_of(ridged.model), head_of(first), rtol=0, atol=1e-4)
 
     with pytest.raises(ValueError, match="already removed by an earlier Naive PS request"):
-        unlearn(second, linear_dm([3, 5]), method="NaivePS", recording=rec)
+        unlearn(second, linear_dm([3, 5]), method="NaivePS", recording=rec, target=None, guard=None)
     with pytest.raises(ValueError, match="describes another head"):
         NaivePS(clf, recording=rec)  # the recording now describes `second`, not the original
 
@@ -91,7 +92,8 @@ def test_only_the_head_changes_and_direct_call_matches_trainer(digits):
     dm, model, recorder = digits
     backbone = {n: p.detach().clone() for n, p in Anatomy(model).backbone_named_parameters()}
     buffers = {n: b.clone() for n, b in model.named_buffers()}
-    for name, options in (("NaivePS", {"recording": copy.deepcopy(recorder.recording)}), ("PS", {})):
+    no_request = {"target": None, "guard": None}  # the surgery alone: the guard must not restore the original head
+    for name, options in (("NaivePS", {"recording": copy.deepcopy(recorder.recording), **no_request}), ("PS", no_request)):
         method = NaivePS if name == "NaivePS" else PS
         fitted = method(model, **copy.deepcopy(options))
         trainer = make_trainer(1, limit_val_batches=0, min_epochs=1)  # even a forced epoch must not step
@@ -154,7 +156,8 @@ def test_bad_input(digits):
 
 def test_ps_trains_the_head_only_on_a_subclass_request(mnist_dm, original_lenet):
     backbone = {n: p.detach().clone() for n, p in Anatomy(original_lenet).backbone_named_parameters()}
-    unlearned = unlearn(original_lenet, mnist_dm("subclass"), method="PS")
+    # No request: the guard would return the original weights, which keep the backbone trivially.
+    unlearned = unlearn(original_lenet, mnist_dm("subclass"), method="PS", target=None, guard=None)
     for n, p in Anatomy(unlearned).backbone_named_parameters():
         assert torch.equal(p, backbone[n]), n
 

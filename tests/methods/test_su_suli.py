@@ -88,7 +88,8 @@ def _fit(method, dm, epochs, callbacks=(), ckpt_path=None) -> Trainer:
 
 def test_suli_layers_targets_and_resume(mnist_dm, original_lenet, tmp_path) -> None:
     dm = mnist_dm("class")
-    options = {"layers": 2, "epochs_per_layer": 2, "max_epochs": 10, "lr": 3e-4}
+    # The fixed budget (no request's target or guard): the layer schedule alone ends the run.
+    options = {"layers": 2, "epochs_per_layer": 2, "max_epochs": 10, "lr": 3e-4, "target": None, "guard": None}
     probe = _LayerProbe()
     full = SULI(original_lenet, **options)
     _fit(full, dm, 10, [probe])
