@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import time
 import warnings
@@ -33,8 +32,10 @@ from typing import Any
 import torch
 
 from lightning_unlearn import available_methods, create_method, train_classifier, unlearn
+from lightning_unlearn.benchmark_report import summarize
 from lightning_unlearn.benchmark_runs import _datamodule, _method_options, RunSettings, ReplicateSeeds, scenario_spec
 from lightning_unlearn.callbacks import PrototypeRecorder
+from lightning_unlearn.data.datamodule import write_json_atomic
 from lightning_unlearn.data.forget import ClassForget
 from lightning_unlearn.evaluation import evaluate
 from lightning_unlearn.request import UnlearningTargetWarning
@@ -42,18 +43,12 @@ from lightning_unlearn.request import UnlearningTargetWarning
 GAP_KEYS = ("acc_forget", "acc_retain", "acc_test", "mia_efficacy")
 
 
-def _t95(n: int) -> float:
-    table = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
-    return table.get(n, 1.96)
-
-
 def mean_ci(values: list[float]) -> str:
-    if not values:
+    """Mean ± half-width of the Student t 95% interval, in points."""
+    s = summarize(values)
+    if s["mean"] is None:
         return "–"
-    m = statistics.fmean(values)
-    if len(values) < 2:
-        return f"{100 * m:.1f}"
-    return f"{100 * m:.1f} ± {100 * _t95(len(values) - 1) * statistics.stdev(values) / math.sqrt(len(values)):.1f}"
+    return f"{100 * s['mean']:.1f}" + ("" if s["ci95"] is None else f" ± {100 * s['ci95']:.1f}")
 
 
 def scores(model: torch.nn.Module, dm: Any, seed: int) -> dict[str, float]:
@@ -68,7 +63,7 @@ def gap(a: dict[str, float], b: dict[str, float]) -> float:
 
 def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     out = Path(args.output)
-    records: list[dict[str, Any]] = json.loads(out.read_text()) if out.exists() and not args.overwrite else []
+    records: list[dict[str, Any]] = json.loads(out.read_text())["runs"] if out.exists() and not args.overwrite else []
     done = {(r["model"], r["scenario"], r["request"], r["method"]) for r in records}
     methods = args.methods or [m for m in available_methods() if m != "Retrain"]
     for model_name in args.models:
@@ -120,10 +115,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         unlearn(original, dm, method=bare)
                         record["wall_no_checks_s"] = time.perf_counter() - start
                 records.append(record)
-                out.parent.mkdir(parents=True, exist_ok=True)
-                tmp = out.with_suffix(".tmp")
-                tmp.write_text(json.dumps(records, indent=1))
-                os.replace(tmp, out)
+                write_json_atomic(out, {"runs": records})
                 print(json.dumps({k: v for k, v in record.items() if k != "after"}), flush=True)
     return records
 
@@ -181,7 +173,7 @@ def main() -> None:
     parser.add_argument("--table_only", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    records = json.loads(Path(args.output).read_text()) if args.table_only else run(args)
+    records = json.loads(Path(args.output).read_text())["runs"] if args.table_only else run(args)
     print(table(records))
 
 

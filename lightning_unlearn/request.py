@@ -48,6 +48,8 @@ if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import UnlearningDataModule
 
 TargetOption = float | Literal["auto"] | None
+REQUEST_OPTIONS = ("target", "guard", "strict", "max_steps", "min_steps", "check_every")
+"""The arguments a method forwards to its :class:`ServeRequest` (same names, same defaults)."""
 CLASS_TARGET = 0.01
 """Default class-wise target: forget accuracy at most 1% on D_f and D_tf."""
 STANDARD_ERRORS = 2.0
@@ -242,10 +244,8 @@ class ServeRequest(Callback):
         """A loader over a fixed subset (at most :data:`CHECK_CAP`) of ``split`` restricted to ``keep`` classes."""
         if not dm.has_split(split):
             return None
-        indices = dm._require(split)
-        positions = np.arange(indices.size)
-        if keep is not None:
-            positions = positions[np.isin(dm.split_targets(split), keep)]  # type: ignore[arg-type]
+        labels = dm.split_targets(split)  # type: ignore[arg-type]
+        positions = np.arange(labels.size) if keep is None else np.flatnonzero(np.isin(labels, keep))
         if positions.size == 0:
             return None
         positions = positions[_fixed_subset(positions, CHECK_CAP, dm.seed)]
@@ -390,8 +390,6 @@ class ServeRequest(Callback):
         batch = getattr(trainer.datamodule, "batch_size", 64) or 64  # type: ignore[union-attr]
         self.interval = self.check_every or max(1, math.ceil(checked / batch))
         self.next_check = self.steps + self.interval
-        if not resumed and self.target is not None and self.target.kind == "class" and self.target.reached(self._forget_value(self.before)):
-            self.stopped_by = "target"
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         hp = pl_module.hparams
@@ -401,7 +399,7 @@ class ServeRequest(Callback):
             per_epoch = trainer.num_training_batches
             per_epoch = per_epoch if math.isfinite(per_epoch) else 0
             self.budget = max(int(hp.max_epochs) * int(per_epoch), self.min_steps)
-        if self.stopped_by == "target" or (self.target is not None and self.target.aim_crossed(self._forget_value(self.before))):
+        if self.target is not None and not self.guard_events and self.target.aim_crossed(self._forget_value(self.history[-1])):
             self.stopped_by = "target"
             trainer.should_stop = True
 
@@ -475,7 +473,7 @@ class ServeRequest(Callback):
                 UnlearningTargetWarning, stacklevel=2,
             )
         if outcome.reached is False:
-            forget = self._forget_value({k: v for k, v in outcome.after.items()})
+            forget = self._forget_value(outcome.after)
             hint = _hint(outcome)
             message = (
                 f"{outcome.method} did not reach its target ({outcome.target['description']}): it reached a forget"  # type: ignore[index]

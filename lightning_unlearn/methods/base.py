@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_unlearn.models.anatomy import Anatomy
-from lightning_unlearn.request import ServeRequest, UnlearningOutcome, validate_request_options
+from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
 from lightning_unlearn.models.classifier import OptimizerName, build_optimizer, split_batch
 from lightning_unlearn.serialization import load_trusted, plain
 
@@ -326,15 +326,12 @@ class UnlearningMethod(LightningModule):
         trainer = self._trainer
         if trainer is not None and any(isinstance(cb, ServeRequest) for cb in trainer.callbacks):
             return []
-        if hp.get("target", "auto") is None and hp.get("guard", 0.02) is None and hp.get("max_steps") is None:
-            return []
-        return [ServeRequest(hp.get("target", "auto"), hp.get("guard", 0.02), hp.get("strict", False),
-                             hp.get("max_steps"), hp.get("min_steps", 200), hp.get("check_every"))]
+        request = ServeRequest(**{name: hp[name] for name in REQUEST_OPTIONS if name in hp})
+        return [request] if request.checking or request.max_steps is not None else []
 
     def runs_to_budget(self) -> bool:
         """Whether the request's step budget (not ``max_epochs``) ends this method's runs."""
-        hp = self.hparams
-        return hp.get("max_steps") is not None or hp.get("target", "auto") is not None
+        return ServeRequest(**{name: self.hparams[name] for name in REQUEST_OPTIONS if name in self.hparams}).budget_applies()
 
     def _request(self) -> ServeRequest | None:
         trainer = self._trainer
