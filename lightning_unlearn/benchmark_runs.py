@@ -28,7 +28,7 @@ from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch import nn
 
 from lightning_unlearn.api import create_method, train_classifier, unlearn
-from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.data.datamodule import DEFAULT_REF_FRACTION, UnlearningDataModule
 from lightning_unlearn.data.datasets import DatasetName
 from lightning_unlearn.data.forget import ClassForget, ForgetSpec, RandomForget, SubclassForget
 from lightning_unlearn.methods.registry import get_method
@@ -208,7 +208,7 @@ def _method_options(name: str, recorders: list[Callback], seed: int, max_epochs:
 def _datamodule(settings: RunSettings, spec: ForgetSpec, seeds: ReplicateSeeds) -> UnlearningDataModule:
     dm = UnlearningDataModule(
         settings.dataset, forget=spec, seed=seeds.data, forget_seed=seeds.forget, split_seed=seeds.data,
-        new_fraction=0.1, ref_fraction=0.05, batch_size=64,
+        new_fraction=0.1, ref_fraction=DEFAULT_REF_FRACTION, batch_size=64,
     )
     dm.setup()
     return dm

@@ -288,7 +288,7 @@ class ServeRequest(Callback):
                 raise MisconfigurationException(
                     f"The target of the request {dm.forget!r} is the accuracy before unlearning on held-out samples of"
                     " the forgotten samples' classes, but the data module has none: build it with `ref_fraction` > 0"
-                    " (e.g. 0.05), or pass `target=None`."
+                    " (e.g. 0.1), or pass `target=None`."
                 )
             self.loaders["ref"] = ref
             counts = np.bincount(dm.split_targets("forget"), minlength=k).astype(float)  # type: ignore[arg-type]

@@ -19,7 +19,7 @@ from lightning_unlearn.data.forget import ClassForget, ForgetSpec, IndexForget
 Split = Literal["train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref"]
 SPLITS: tuple[str, ...] = ("train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref")
 MANIFEST_VERSION = 1
-DEFAULT_REF_FRACTION = 0.05
+DEFAULT_REF_FRACTION = 0.1
 """D_ref held out by default for sub-class, random and index requests (their target is measured on it)."""
 
 
