@@ -330,14 +330,29 @@ class ServeRequest(Callback):
     def _forget_value(self, values: dict[str, float]) -> float:
         return max(values["forget"], values.get("forget_heldout", 0.0)) if self.target and self.target.kind == "class" else values["forget"]
 
+    def judge(self, values: dict[str, float]) -> tuple[float, bool, bool]:
+        """``(distance to the target, guard respected, aim crossed)`` of checked accuracies ``values``.
+
+        The one rule every check decides by (also used by methods that check a state themselves,
+        e.g. PS on its cached embeddings).
+        """
+        respected = self.guard is None or values["retained_heldout"] >= self.before["retained_heldout"] - self.guard - 1e-12
+        if self.target is None:
+            return 0.0, respected, False
+        forget = self._forget_value(values)
+        return self.target.distance(forget), respected, self.target.aim_crossed(forget)
+
+    def record_inner_run(self, steps: int, stopped_by: str) -> None:
+        """A method that iterates outside the Trainer's loop (PS's head on cached embeddings) reports its steps."""
+        self.steps, self.stopped_by = int(steps), stopped_by
+
     def _check(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Measure, record, keep the best state, and decide whether the run ends here."""
         splits = tuple(s for s in self.loaders if s != "ref")
         values = self._measure(trainer, pl_module, splits)
         self.history.append({"step": float(self.steps), **values})
         self.last_check = self.steps
-        respected = self.guard is None or values["retained_heldout"] >= self.before["retained_heldout"] - self.guard - 1e-12
-        score = self.target.distance(self._forget_value(values)) if self.target else 0.0
+        score, respected, crossed = self.judge(values)
         if respected and (self.best is None or score < self.best[0] - 1e-12 or self.target is None):
             self.best = (score, len(self.history) - 1, _copy_state(pl_module))
         if not respected:
@@ -351,7 +366,7 @@ class ServeRequest(Callback):
                 trainer.should_stop = True
             return self._schedule(values)
         self.violations = 0
-        if self.target is not None and self.target.aim_crossed(self._forget_value(values)):
+        if crossed:
             self.stopped_by = "target"
             trainer.should_stop = True
         self._schedule(values)

@@ -101,3 +101,18 @@ def test_ddp_example_bf16_two_processes_matches_one(original_ckpt, single_proces
     acc1, acc2 = _accuracy(single_process), summary["accuracy"]
     for split in ("forget", "retain", "test", "test_retain"):
         assert abs(acc1[split] - acc2[split]) <= TOLERANCE, (split, acc1, acc2)
+
+
+def _decisions(original_ckpt: Path, devices: int, batch: int) -> dict:
+    out = original_ckpt.parent / f"decisions_{devices}.json"
+    _run([sys.executable, str(REPO / "tests" / "scripts" / "request_decisions.py"), str(original_ckpt), str(out),
+          "--devices", str(devices), "--batch_size", str(batch)])
+    return json.loads(out.read_text())
+
+
+def test_request_decisions_two_processes_equal_one(original_ckpt):
+    """Through the same states, 2 gloo processes check, decide, stop and restore exactly like 1."""
+    one, two = _decisions(original_ckpt, 1, 64), _decisions(original_ckpt, 2, 32)
+    assert one["stopped_by"] == "target" and one["reached"] is True and one["steps"] < 60  # the request was served
+    assert len(one["history"]) > 3  # several checks before the decision
+    assert two == one  # every check value, the target, the stop, the returned step: exactly equal

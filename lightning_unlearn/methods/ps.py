@@ -15,6 +15,7 @@ from lightning_unlearn.passes import embedding_pass, gather_rows
 from lightning_unlearn.methods.naive_ps import _OneShot
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.models.classifier import build_optimizer
+from lightning_unlearn.request import GUARD_PATIENCE, ServeRequest
 
 HeadPart = Literal["both", "weight", "bias"]
 
@@ -122,6 +123,7 @@ class PS(_OneShot):
     """
 
     data_need = "forget"
+    iterative = True  # its head iterates on cached embeddings, towards the request's target
     paper = "Liu et al., Prototype Surgery (CCS 2025), PS: soft-label fine-tuning of the prototypes."
 
     def __init__(
@@ -174,6 +176,21 @@ class PS(_OneShot):
         """Serve the deletion request of ``forget_loader`` (batches ``(x, y, index)``)."""
         self._timed(self._surgery, forget_loader)
 
+    def check_embeddings(self, request: ServeRequest) -> dict[str, tuple[Tensor, Tensor]]:
+        """``{split: (embeddings, labels)}`` of the request's check sets: one no-grad pass each.
+
+        The backbone is frozen, so every later check of the head is a matrix product on these.
+        """
+        trainer = self._fit_trainer
+        out = {}
+        for split, loader in request.loaders.items():
+            if split == "ref":  # read once, before unlearning, by the request itself
+                continue
+            chunks = list(embedding_pass(self.anatomy, loader, trainer))
+            emb = gather_rows(torch.cat([c[1].float() for c in chunks]), trainer)
+            out[split] = (emb, gather_rows(torch.cat([c[2] for c in chunks]), trainer))
+        return out
+
     def _surgery(self, forget_loader: DataLoader) -> None:
         hp = self.hparams
         head = self.anatomy.head
@@ -181,8 +198,26 @@ class PS(_OneShot):
         optimizer = build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
         generator = torch.Generator().manual_seed(hp.seed)
         n, size = embeddings.shape[0], hp.head_batch_size
+        per_epoch = -(-n // size)
+        request = self._request() if self._fit_trainer is not None else None
+        serving = request is not None and request.checking and request.target is not None
+        checks = self.check_embeddings(request) if serving else {}  # type: ignore[arg-type]
+
+        def judge() -> tuple[float, bool, bool]:
+            values = {}
+            for split, (emb, labels) in checks.items():
+                values[split] = float((F.linear(emb.to(head.weight.dtype), head.weight, head.bias).argmax(1) == labels).float().mean())
+            return request.judge(values)  # type: ignore[union-attr]
+
+        # Without a request: ``epochs`` passes. Serving one: passes until the target's aim is crossed,
+        # within the request's step budget, keeping the best head that respected the guard.
+        budget = hp.epochs * per_epoch
+        if serving:
+            budget = request.max_steps or max(budget, request.min_steps)  # type: ignore[union-attr]
+            best = (judge()[0], [p.detach().clone() for p in self.trainable_parameters()])
+        steps, violations, stopped_by = 0, 0, "budget"
         with torch.no_grad(), _single_thread(embeddings.device):
-            for _ in range(hp.epochs):
+            while steps < budget and not (serving and request.judge(request.before)[2]):  # type: ignore[union-attr]
                 order = torch.randperm(n, generator=generator).to(embeddings.device)
                 for start in range(0, n, size):
                     batch = order[start : start + size]
@@ -190,7 +225,26 @@ class PS(_OneShot):
                     if head.bias is not None:
                         head.bias.grad = grad_bias
                     optimizer.step()
+                    steps += 1
+                    if steps >= budget:
+                        break
                 self.check_finite(head.weight.sum())
+                if not serving:
+                    continue
+                score, respected, crossed = judge()
+                if respected and score < best[0] - 1e-12:
+                    best = (score, [p.detach().clone() for p in self.trainable_parameters()])
+                violations = 0 if respected else violations + 1
+                if violations >= GUARD_PATIENCE or (respected and crossed):
+                    stopped_by = "guard" if violations else "target"
+                    break
+        if serving:
+            score, respected, _ = judge()
+            if not respected or score > best[0] + 1e-12:
+                with torch.no_grad():
+                    for param, kept in zip(self.trainable_parameters(), best[1]):
+                        param.copy_(kept)
+            request.record_inner_run(steps, stopped_by)  # type: ignore[union-attr]
         head.weight.grad = None
         if head.bias is not None:
             head.bias.grad = None

@@ -1,0 +1,76 @@
+"""Run a request on 1 or N gloo processes and write its outcome: are the request's decisions layout-free?
+
+The "method" changes the model by a fixed amount per step, whatever data it sees (it lowers the
+forget class's head bias), so 1 and N processes pass through identical states at identical steps;
+the checks (DDP-exact counts), the cadence, the target, the guard and the returned state must then
+be identical too. Used by ``tests/test_distributed.py`` as a subprocess (never DDP inside pytest).
+
+    python tests/scripts/request_decisions.py CHECKPOINT OUTPUT.json --devices 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from typing import Any
+
+import torch
+from lightning.pytorch import Trainer
+
+from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.data.forget import ClassForget
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.models.classifier import Classifier
+from lightning_unlearn.serialization import load_trusted
+
+FORGET_CLASS = 3
+
+
+class LowerForgetBias(UnlearningMethod):
+    """Each step lowers the forget class's head bias by ``shift``: a data-independent trajectory."""
+
+    data_need = "forget"
+
+    def __init__(self, model: Any = None, *, shift: float = 0.4, **kwargs: Any) -> None:
+        super().__init__(model, **kwargs)
+        self.shift = shift
+
+    def unlearning_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        x, _ = batch[0], batch[1]
+        return self.model(x).sum() * 0.0  # a graph for DDP's gradient sync; the update is below
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        with torch.no_grad():
+            self.anatomy.head.bias[FORGET_CLASS] -= self.shift
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("checkpoint")
+    parser.add_argument("output")
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    state = load_trusted(args.checkpoint, "checkpoint")
+    classifier = Classifier(**state["hyper_parameters"])
+    classifier.load_state_dict(state["state_dict"])
+    dm = UnlearningDataModule("mnist5k", forget=ClassForget(FORGET_CLASS), new_fraction=0.1, ref_fraction=0.1,
+                              batch_size=args.batch_size)
+    method = LowerForgetBias(classifier, optimizer="sgd", lr=1e-3, weight_decay=0.0, seed=0, max_steps=60, check_every=3)
+    trainer = Trainer(accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto", max_epochs=-1,
+                      logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(method, datamodule=dm)
+    if trainer.global_rank == 0:
+        outcome = method.outcome.to_dict()
+        outcome["bias"] = float(method.anatomy.head.bias[FORGET_CLASS])
+        for key in ("runtime_s", "check_time_s"):
+            outcome.pop(key)
+        with open(args.output, "w") as f:
+            json.dump(outcome, f)
+
+
+if __name__ == "__main__":
+    main()
