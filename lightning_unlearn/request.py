@@ -17,8 +17,8 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   samples of retained classes when there is no D_ref) may not fall more than ``guard`` below its
   value before unlearning; a state that violates it is never returned, and
   :data:`GUARD_PATIENCE` consecutive violating checks end the run;
-* checks at a cadence tied to steps: every ``check_every`` steps (by default as many steps as the
-  checked samples fill training batches, so checks cost about a quarter of the run), more often
+* checks at a cadence tied to steps: every ``check_every`` steps (by default twice as many steps as the
+  checked samples fill training batches, :data:`CHECK_SPACING`, so checks cost about a sixth of the run), more often
   when the forget accuracy is about to reach its aim; every check is a DDP-exact count
   (:func:`~lightning_unlearn.passes.class_counts`);
 * ends the run at the target, at a guard violation or at the **step budget**
@@ -56,6 +56,10 @@ STANDARD_ERRORS = 2.0
 """Instance-wise tolerance, in binomial standard errors of the forget set's size."""
 GUARD_PATIENCE = 3
 """A run ends after this many consecutive checks violate the guard (methods that descend on D_r may recover)."""
+CHECK_SPACING = 2.0
+"""Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps. A check is a
+forward pass over the checked samples, a step a forward and backward pass over a batch (about three
+forwards), so checks cost about a sixth of a one-pass-per-step method's time; sooner near the aim."""
 CHECK_CAP = 2048
 """At most this many samples of a split are checked (a fixed, seeded subset)."""
 
@@ -403,7 +407,7 @@ class ServeRequest(Callback):
                      len(self.history) - 1, _copy_state(pl_module))
         checked = sum(len(loader.dataset) for name, loader in self.loaders.items() if name != "ref")  # type: ignore[arg-type]
         batch = getattr(trainer.datamodule, "batch_size", 64) or 64  # type: ignore[union-attr]
-        self.interval = self.check_every or max(1, math.ceil(checked / batch))
+        self.interval = self.check_every or max(1, math.ceil(CHECK_SPACING * checked / batch))
         self.next_check = self.steps + self.interval
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:

@@ -55,7 +55,7 @@ class BoundaryExpanding(UnlearningMethod):
         model: nn.Module | None = None,
         *,
         optimizer: OptimizerName = "sgd",
-        lr: float = 5e-4,
+        lr: float = 1.5e-4,
         max_epochs: int = 1,
         seed: int = 0,
         **kwargs: Any,

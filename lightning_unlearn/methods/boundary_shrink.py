@@ -87,7 +87,7 @@ class BoundaryShrink(UnlearningMethod):
         model: nn.Module | None = None,
         *,
         optimizer: OptimizerName = "sgd",
-        lr: float = 5e-4,
+        lr: float = 1.5e-4,
         max_epochs: int = 1,
         epsilon: float = 0.3,
         **kwargs: Any,

@@ -43,7 +43,7 @@ class GradientAscent(UnlearningMethod):
         model: nn.Module | None = None,
         *,
         optimizer: OptimizerName = "sgd",
-        lr: float = 1e-3,
+        lr: float = 1e-4,
         max_epochs: int = 3,
         **kwargs: Any,
     ) -> None:

@@ -56,7 +56,7 @@ class RandomLabel(UnlearningMethod):
         model: nn.Module | None = None,
         *,
         optimizer: OptimizerName = "sgd",
-        lr: float = 3e-4,
+        lr: float = 1e-4,
         max_epochs: int = 1,
         **kwargs: Any,
     ) -> None:

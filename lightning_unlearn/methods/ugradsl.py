@@ -128,7 +128,7 @@ class UGradSL(MixedGradientMethod):
         model: nn.Module | None = None,
         *,
         optimizer: OptimizerName = "sgd",
-        lr: float = 1e-3,
+        lr: float = 3e-4,
         max_epochs: int = 2,
         p: float = 0.8,
         alpha: float | None = None,
