@@ -30,6 +30,8 @@ from lightning_unlearn.data import ForgetSpec
 
 sys.path.insert(0, os.path.dirname(__file__))  # tests import the statistics helpers as `quality`
 
+from quality import FIXED_BUDGET_LR  # noqa: E402  (importable once the line above ran)
+
 THREADS = int(os.environ.get("LU_TEST_THREADS", min(2, os.cpu_count() or 1)))
 torch.set_num_threads(THREADS)
 logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
@@ -134,6 +136,8 @@ def quality_run(mnist_dm, lenet_original, lenet_retrained) -> Callable[..., dict
 
     def run(method: str, scenario: str, seed: int, stopping: bool = False, **options: Any) -> dict[str, float]:
         options = {"target": None, "guard": None, **options}
+        if options["target"] is None and "lr" not in options and method in FIXED_BUDGET_LR:
+            options["lr"] = FIXED_BUDGET_LR[method]
         key = (method, scenario, seed, stopping, tuple(sorted(options.items())))
         if key not in cache:
             dm, original = mnist_dm(scenario, seed), lenet_original(seed)

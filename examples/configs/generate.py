@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 import lightning_unlearn.methods as methods_pkg
+from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods.registry import METHODS, available_methods, get_method
 
 HERE = Path(__file__).resolve().parent
@@ -42,7 +43,11 @@ def method_config(method: str) -> str:
     cls = get_method(method)
     public = f"lightning_unlearn.methods.{cls.__name__}" if getattr(methods_pkg, cls.__name__, None) is cls else f"{cls.__module__}.{cls.__name__}"
     init_args: dict[str, Any] = {"checkpoint": "runs/original.ckpt"}
-    for name, param in inspect.signature(cls.__init__).parameters.items():
+    # The method's own arguments, then the base arguments it passes on through ``**kwargs``
+    # (optimiser, seed, and the request: target, guard, step budget), at their defaults.
+    own = dict(inspect.signature(cls.__init__).parameters)
+    base = {k: v for k, v in inspect.signature(UnlearningMethod.__init__).parameters.items() if k not in own}
+    for name, param in {**own, **base}.items():
         if name in SKIP or param.default is inspect.Parameter.empty or not _plain(param.default):
             continue
         init_args[name] = list(param.default) if isinstance(param.default, tuple) else param.default
