@@ -18,7 +18,8 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   value before unlearning; a state that violates it is never returned, and
   :data:`GUARD_PATIENCE` consecutive violating checks end the run;
 * checks at a cadence tied to steps: every ``check_every`` steps (by default twice as many steps as the
-  checked samples fill training batches, :data:`CHECK_SPACING`, so checks cost about a sixth of the run), more often
+  checked samples fill training batches, :data:`CHECK_SPACING`, so checks cost about a sixth of the run;
+  the first two checks come after a quarter and a half of that, since the first steps move most), more often
   when the forget accuracy is about to reach its aim; every check is a DDP-exact count
   (:func:`~lightning_unlearn.passes.class_counts`);
 * ends the run at the target, at a guard violation or at the **step budget**
@@ -376,15 +377,17 @@ class ServeRequest(Callback):
         self._schedule(values)
 
     def _schedule(self, values: dict[str, float]) -> None:
-        """Next check: ``interval`` steps on, sooner when the forget accuracy nears the aim."""
-        step = self.interval
+        """Next check: ``interval`` steps on (a quarter, then half of it for the first two: the first
+        steps can move the most, and two checks give a rate), sooner when the forget accuracy nears the aim."""
+        checked = len(self.history) - 1  # checks of trained states so far
+        step = self.interval if self.check_every else max(1, self.interval >> max(0, 2 - checked))
         if self.target is not None and len(self.history) >= 2:
             prev, last = self.history[-2], self.history[-1]
-            done = last["step"] - prev["step"]
-            rate = (self._forget_value(prev) - self._forget_value(last)) / max(done, 1.0)
+            span = last["step"] - prev["step"]
+            rate = (self._forget_value(prev) - self._forget_value(last)) / max(span, 1.0)
             remaining = self._forget_value(last) - self.target.aim
             if rate > 0 and remaining > 0:
-                step = int(min(self.interval, max(self.interval // 8, 1, math.floor(0.5 * remaining / rate))))
+                step = int(min(step, max(self.interval // 8, 1, math.floor(0.5 * remaining / rate))))
         self.next_check = self.steps + max(step, 1)
 
     # ---------------------------------------------------------------- hooks
@@ -408,7 +411,7 @@ class ServeRequest(Callback):
         checked = sum(len(loader.dataset) for name, loader in self.loaders.items() if name != "ref")  # type: ignore[arg-type]
         batch = getattr(trainer.datamodule, "batch_size", 64) or 64  # type: ignore[union-attr]
         self.interval = self.check_every or max(1, math.ceil(CHECK_SPACING * checked / batch))
-        self.next_check = self.steps + self.interval
+        self._schedule({})
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         hp = pl_module.hparams

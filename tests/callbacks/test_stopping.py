@@ -146,7 +146,7 @@ def test_benchmark_attaches_the_scenario_stopping_rule(original_lenet, mnist_dm)
     assert check_interval(UGradSLPlus(original_lenet), dm)["val_check_interval"] == 48 // 8  # an epoch is a pass over D_r
     assert check_interval(UGradSL(original_lenet), dm)["val_check_interval"] == 1  # an epoch is a pass over D_f
     # Gradient ascent on a random 10% runs away without the rule (fixed budget, no request); with it, it stops mid-run.
-    method = GradientAscent(original_lenet, max_epochs=6, target=None, guard=None)
+    method = GradientAscent(original_lenet, max_epochs=6, lr=1e-3, target=None, guard=None)  # the fixed-budget lr
     rule = stopping_rules("random")
     from lightning_unlearn import split_accuracies, unlearn
 
