@@ -369,18 +369,25 @@ class ServeRequest(Callback):
             if self.violations >= GUARD_PATIENCE:
                 self.stopped_by = "guard"
                 trainer.should_stop = True
-            return self._schedule(values)
+            return self._schedule(values, soon=crossed)
         self.violations = 0
         if crossed:
             self.stopped_by = "target"
             trainer.should_stop = True
         self._schedule(values)
 
-    def _schedule(self, values: dict[str, float]) -> None:
+    def _schedule(self, values: dict[str, float], soon: bool = False) -> None:
         """Next check: ``interval`` steps on (a quarter, then half of it for the first two: the first
-        steps can move the most, and two checks give a rate), sooner when the forget accuracy nears the aim."""
+        steps can move the most, and two checks give a rate), sooner when the forget accuracy nears the aim.
+
+        ``soon``: the aim is crossed but the guard violated; the held-out accuracy moves from step to
+        step, so the next check comes after an eighth of the interval, to find a state that respects it.
+        """
         checked = len(self.history) - 1  # checks of trained states so far
         step = self.interval if self.check_every else max(1, self.interval >> max(0, 2 - checked))
+        if soon:
+            self.next_check = self.steps + max(1, self.interval // 8)
+            return
         if self.target is not None and len(self.history) >= 2:
             prev, last = self.history[-2], self.history[-1]
             span = last["step"] - prev["step"]
