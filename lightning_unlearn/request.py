@@ -31,6 +31,7 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
 
 from __future__ import annotations
 
+import copy
 import math
 import time
 import warnings
@@ -56,7 +57,8 @@ CLASS_TARGET = 0.01
 STANDARD_ERRORS = 2.0
 """Instance-wise tolerance, in binomial standard errors of the forget set's size."""
 GUARD_PATIENCE = 3
-"""A run ends after this many consecutive checks violate the guard (methods that descend on D_r may recover)."""
+"""A run ends after this many consecutive checks violate the guard, spanning at least ``GUARD_PATIENCE - 1``
+check intervals (methods that descend on D_r may recover)."""
 CHECK_SPACING = 2.0
 """Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps. A check is a
 forward pass over the checked samples, a step a forward and backward pass over a batch (about three
@@ -133,6 +135,8 @@ class UnlearningOutcome:
 
     Accuracies are fractions in [0, 1]. ``before``/``after`` hold ``forget`` (D_f), ``forget_heldout``
     (D_tf, class-wise) and ``retained_heldout`` (the guarded accuracy); ``after`` is the returned state.
+    ``rollbacks`` lists the (at most one) return to the best checked state after the forget accuracy
+    crossed its aim between two checks, past the target or through the guard.
     """
 
     method: str
@@ -149,6 +153,7 @@ class UnlearningOutcome:
     checks: int = 0
     guard: float | None = None
     guard_events: list[dict[str, float]] = field(default_factory=list)
+    rollbacks: list[dict[str, float]] = field(default_factory=list)
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -227,13 +232,17 @@ class ServeRequest(Callback):
         self.before: dict[str, float] = {}
         self.history: list[dict[str, float]] = []
         self.guard_events: list[dict[str, float]] = []
-        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None  # (score, history index, state)
+        self.best: tuple[float, int, dict[str, torch.Tensor], list[dict[str, Any]]] | None = None
+        # (score, history index, model state, optimiser states)
         self.last_check = -1  # the step of the last check of a trained state
         self.next_check = 0
         self.interval = 1
         self.check_time = 0.0
         self.stopped_by = "trainer"  # the Trainer's own limits (max_epochs, max_steps, max_time), unless set below
         self.violations = 0  # consecutive checks that violated the guard
+        self.violated_since = 0  # the step of the first of them
+        self.rolled_back = False  # whether the run went back to its best state once (see _roll_back)
+        self.rollbacks: list[dict[str, float]] = []
 
     # ---------------------------------------------------------------- set-up
     def _datamodule(self, trainer: Trainer, pl_module: LightningModule) -> UnlearningDataModule:
@@ -359,14 +368,20 @@ class ServeRequest(Callback):
         self.last_check = self.steps
         score, respected, crossed = self.judge(values)
         if respected and (self.best is None or score < self.best[0] - 1e-12 or self.target is None):
-            self.best = (score, len(self.history) - 1, _copy_state(pl_module))
+            self.best = (score, len(self.history) - 1, _copy_state(pl_module), _copy_optimizers(trainer))
+        if self._should_roll_back(values, respected, crossed):
+            return self._roll_back(trainer, pl_module, values, respected)
         if not respected:
             self.guard_events.append(
                 {"step": float(self.steps), "retained_heldout": values["retained_heldout"],
                  "limit": self.before["retained_heldout"] - self.guard}  # type: ignore[operator]
             )
             self.violations += 1
-            if self.violations >= GUARD_PATIENCE:
+            if self.violations == 1:
+                self.violated_since = self.steps
+            # Patience in checks AND in steps: checks brought forward (below) must not end a run sooner
+            # than GUARD_PATIENCE checks at the regular cadence would.
+            if self.violations >= GUARD_PATIENCE and self.steps - self.violated_since >= (GUARD_PATIENCE - 1) * self.interval:
                 self.stopped_by = "guard"
                 trainer.should_stop = True
             return self._schedule(values, soon=crossed)
@@ -376,17 +391,45 @@ class ServeRequest(Callback):
             trainer.should_stop = True
         self._schedule(values)
 
+    def _should_roll_back(self, values: dict[str, float], respected: bool, crossed: bool) -> bool:
+        """The aim was crossed between two checks, past the target or through the guard: go back once."""
+        if not crossed or self.rolled_back or self.best is None or self.target is None:
+            return False
+        served = respected and self.target.reached(self._forget_value(values))
+        return not served and self.history[self.best[1]]["step"] < self.steps and self.interval > 1
+
+    def _roll_back(self, trainer: Trainer, pl_module: LightningModule, values: dict[str, float], respected: bool) -> None:
+        """Restore the best checked state (weights and optimiser state) and go on with checks 8x as often.
+
+        The forget accuracy crossed its aim within one check interval, overshooting the target or
+        damaging the retained classes on the way; the state that serves the request lies between
+        the two checks, so the run resumes from the earlier one and checks closely. Once per run.
+        """
+        _, index, state, optimizers = self.best  # type: ignore[misc]
+        pl_module.model.load_state_dict(state)  # type: ignore[union-attr]
+        for optimizer, saved in zip(trainer.optimizers, optimizers):
+            optimizer.load_state_dict(copy.deepcopy(saved))
+        event = {"step": float(self.steps), "to_step": self.history[index]["step"], "forget": self._forget_value(values)}
+        if not respected:
+            event["retained_heldout"] = values["retained_heldout"]
+        self.rollbacks.append(event)
+        self.rolled_back, self.violations = True, 0
+        self.last_check = -1  # the model is no longer the state last checked: a run ending now re-checks it
+        self.next_check = self.steps + max(1, self.interval // 8)
+
     def _schedule(self, values: dict[str, float], soon: bool = False) -> None:
         """Next check: ``interval`` steps on (a quarter, then half of it for the first two: the first
         steps can move the most, and two checks give a rate), sooner when the forget accuracy nears the aim.
 
         ``soon``: the aim is crossed but the guard violated; the held-out accuracy moves from step to
-        step, so the next check comes after an eighth of the interval, to find a state that respects it.
+        step, so the next check comes after a quarter of the interval, to find a state that respects it.
         """
         checked = len(self.history) - 1  # checks of trained states so far
         step = self.interval if self.check_every else max(1, self.interval >> max(0, 2 - checked))
+        if self.rolled_back:  # after a roll-back, close checks: the aim is near
+            step = max(1, self.interval // 8)
         if soon:
-            self.next_check = self.steps + max(1, self.interval // 8)
+            self.next_check = self.steps + max(1, self.interval // 4)
             return
         if self.target is not None and len(self.history) >= 2:
             prev, last = self.history[-2], self.history[-1]
@@ -414,7 +457,7 @@ class ServeRequest(Callback):
             self.history = [{"step": 0.0, **{k: v for k, v in self.before.items() if k != "ref"}}]
         self.target = self._derive_target(pl_module, self.before)
         self.best = (self.target.distance(self._forget_value(self.history[-1])) if self.target else 0.0,
-                     len(self.history) - 1, _copy_state(pl_module))
+                     len(self.history) - 1, _copy_state(pl_module), _copy_optimizers(trainer))
         checked = sum(len(loader.dataset) for name, loader in self.loaders.items() if name != "ref")  # type: ignore[arg-type]
         batch = getattr(trainer.datamodule, "batch_size", 64) or 64  # type: ignore[union-attr]
         self.interval = self.check_every or max(1, math.ceil(CHECK_SPACING * checked / batch))
@@ -478,6 +521,7 @@ class ServeRequest(Callback):
             target=None if self.target is None else asdict(self.target), reached=reached, stopped_by=self.stopped_by,
             steps=self.steps, budget_steps=self.budget, returned_step=int(after["step"]), restored=returned != final,
             check_time_s=self.check_time, checks=len(self.history), guard=self.guard, guard_events=list(self.guard_events),
+            rollbacks=list(self.rollbacks),
             before={k: v for k, v in self.before.items() if k != "ref"},
             after={k: v for k, v in after.items() if k != "step"},
             history=list(self.history),
@@ -523,6 +567,10 @@ class ServeRequest(Callback):
         self.before = dict(state_dict["before"])
         self.history = [dict(h) for h in state_dict["history"]]
         self.guard_events = [dict(e) for e in state_dict["guard_events"]]
+
+
+def _copy_optimizers(trainer: Trainer) -> list[dict[str, Any]]:
+    return [copy.deepcopy(optimizer.state_dict()) for optimizer in trainer.optimizers]
 
 
 def _copy_state(pl_module: LightningModule) -> dict[str, torch.Tensor]:
