@@ -22,6 +22,9 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   the first two checks come after a quarter and a half of that, since the first steps move most), more often
   when the forget accuracy is about to reach its aim; every check is a DDP-exact count
   (:func:`~lightning_unlearn.passes.class_counts`);
+* goes back once to the best checked state (weights and optimiser state), then checks eight times
+  as often, when the forget accuracy crossed its aim between two checks and landed past the target
+  or through the guard: the state that serves the request lay between those checks;
 * ends the run at the target, at a guard violation or at the **step budget**
   (``max_steps``, default ``max(max_epochs`` passes, ``min_steps)``), then restores the best
   checked state that respected the guard (the state before unlearning is one of them) and hands
