@@ -242,3 +242,14 @@ def test_default_request_is_served_class_wise_on_mnist(mnist_dm, lenet_original,
         assert outcome.reached and outcome.stopped_by == "target", outcome.summary()
         assert _accuracy(unlearned, dm, "forget") <= CLASS_TARGET and _accuracy(unlearned, dm, "test_forget") <= CLASS_TARGET
         assert _accuracy(unlearned, dm, "test_retain") >= _accuracy(original, dm, "test_retain") - 0.02
+
+
+def test_method_request_arguments_default_like_serve_request():
+    """A method's request arguments are typed in its signature (the CLI reads them) and must default like ServeRequest's."""
+    import inspect
+
+    from lightning_unlearn.methods.base import UnlearningMethod
+    from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest
+
+    method, request = inspect.signature(UnlearningMethod.__init__).parameters, inspect.signature(ServeRequest.__init__).parameters
+    assert {name: method[name].default for name in REQUEST_OPTIONS} == {name: request[name].default for name in REQUEST_OPTIONS}
