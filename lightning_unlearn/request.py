@@ -69,6 +69,8 @@ CHECK_SPACING = 2.0
 """Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps. A check is a
 forward pass over the checked samples, a step a forward and backward pass over a batch (about three
 forwards), so regular checks cost about a sixth of a one-pass-per-step method's time; sooner near the aim."""
+BUDGET_EXTENSIONS = 1
+"""Times the default step budget is granted again to a run on course to its target (never a ``max_steps``)."""
 CHECK_CAP = 2048
 """At most this many samples of a split are checked (a fixed, seeded subset)."""
 
@@ -160,6 +162,7 @@ class UnlearningOutcome:
     guard: float | None = None
     guard_events: list[dict[str, float]] = field(default_factory=list)
     rollbacks: list[dict[str, float]] = field(default_factory=list)
+    budget_extensions: int = 0
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
@@ -247,8 +250,11 @@ class ServeRequest(Callback):
         self.stopped_by = "trainer"  # the Trainer's own limits (max_epochs, max_steps, max_time), unless set below
         self.violations = 0  # consecutive checks that violated the guard
         self.violated_since = 0  # the step of the first of them
+        self.violated_values: list[float] = []  # their held-out retained accuracies
         self.rolled_back = False  # whether the run went back to its best state once (see _roll_back)
         self.rollbacks: list[dict[str, float]] = []
+        self.extensions = 0  # times the default budget was extended (see _extend_budget)
+        self.first_budget = 0
 
     # ---------------------------------------------------------------- set-up
     def _datamodule(self, trainer: Trainer, pl_module: LightningModule) -> UnlearningDataModule:
@@ -375,7 +381,7 @@ class ServeRequest(Callback):
         score, respected, crossed = self.judge(values)
         if respected and (self.best is None or score < self.best[0] - 1e-12 or self.target is None):
             self.best = (score, len(self.history) - 1, _copy_state(pl_module), _copy_optimizers(trainer))
-        if self._should_roll_back(values, respected, crossed):
+        if getattr(pl_module, "rolls_back", True) and self._should_roll_back(values, respected, crossed):
             return self._roll_back(trainer, pl_module, values, respected)
         if not respected:
             self.guard_events.append(
@@ -384,10 +390,13 @@ class ServeRequest(Callback):
             )
             self.violations += 1
             if self.violations == 1:
-                self.violated_since = self.steps
+                self.violated_since, self.violated_values = self.steps, []
+            self.violated_values.append(values["retained_heldout"])
             # Patience in checks AND in steps: checks brought forward (below) must not end a run sooner
-            # than GUARD_PATIENCE checks at the regular cadence would.
-            if self.violations >= GUARD_PATIENCE and self.steps - self.violated_since >= (GUARD_PATIENCE - 1) * self.interval:
+            # than GUARD_PATIENCE checks at the regular cadence would; and a run whose retained
+            # accuracy is climbing back (methods that descend on D_r wreck, then recover) goes on.
+            if (self.violations >= GUARD_PATIENCE and self.steps - self.violated_since >= (GUARD_PATIENCE - 1) * self.interval
+                    and not self._recovering()):
                 self.stopped_by = "guard"
                 trainer.should_stop = True
             return self._schedule(values, soon=crossed)
@@ -397,9 +406,22 @@ class ServeRequest(Callback):
             trainer.should_stop = True
         self._schedule(values)
 
+    def _recovering(self) -> bool:
+        """Whether the held-out retained accuracy rose over the last ``GUARD_PATIENCE`` violating checks
+        (by more than one checked sample: the check set is fixed, so a rise is not sampling noise)."""
+        n = len(self.loaders["retained_heldout"].dataset)  # type: ignore[arg-type]
+        recent = self.violated_values[-GUARD_PATIENCE:]
+        return recent[-1] > recent[0] + 1.0 / n
+
     def _should_roll_back(self, values: dict[str, float], respected: bool, crossed: bool) -> bool:
-        """The aim was crossed between two checks, past the target or through the guard: go back once."""
-        if not crossed or self.rolled_back or self.best is None or self.target is None:
+        """The aim was crossed between two checks, past the target or through the guard: go back once.
+
+        Only when the previous check respected the guard: the damage then happened within the last
+        interval, next to the state that serves the request. A run already violating it before the
+        crossing (it wrecked the retained classes first) goes on: it may recover, and going back
+        would replay the same path.
+        """
+        if not crossed or self.rolled_back or self.best is None or self.target is None or self.violations:
             return False
         served = respected and self.target.reached(self._forget_value(values))
         return not served and self.history[self.best[1]]["step"] < self.steps and self.interval > 1
@@ -477,6 +499,7 @@ class ServeRequest(Callback):
             per_epoch = trainer.num_training_batches
             per_epoch = per_epoch if math.isfinite(per_epoch) else 0
             self.budget = max(int(hp.max_epochs) * int(per_epoch), self.min_steps)
+        self.first_budget = self.budget or 0
         if self.target is not None and not self.guard_events and self.target.aim_crossed(self._forget_value(self.history[-1])):
             self.stopped_by = "target"
             trainer.should_stop = True
@@ -493,8 +516,39 @@ class ServeRequest(Callback):
         if self.steps >= self.next_check:
             self._check(trainer, pl_module)
         if self.budget is not None and self.steps >= self.budget and not trainer.should_stop:
-            self.stopped_by = "budget"
-            trainer.should_stop = True
+            if self._extend_budget(trainer, pl_module):
+                return
+            if not trainer.should_stop:  # the check made by _extend_budget may have ended the run itself
+                self.stopped_by = "budget"
+                trainer.should_stop = True
+
+    def _extend_budget(self, trainer: Trainer, pl_module: LightningModule) -> bool:
+        """At the default budget, a run that is on course gets it once more (:data:`BUDGET_EXTENSIONS`).
+
+        On course: the guard respected at the last check, and the forget accuracy falling at a rate
+        (over the last check interval) that reaches the aim within another budget. A budget the user
+        set (``max_steps``) is never extended.
+        """
+        if self.max_steps is not None or self.target is None or self.extensions >= BUDGET_EXTENSIONS:
+            return False
+        if self.last_check != self.steps:
+            self._check(trainer, pl_module)
+            if trainer.should_stop:
+                return False
+        if self.violations:
+            return False
+        last = self.history[-1]
+        earlier = [h for h in self.history[:-1] if h["step"] <= last["step"] - min(self.interval, last["step"] / 2)]
+        if not earlier:
+            return False
+        span = last["step"] - earlier[-1]["step"]
+        rate = (self._forget_value(earlier[-1]) - self._forget_value(last)) / span
+        remaining = self._forget_value(last) - self.target.aim
+        if rate <= 0 or remaining <= 0 or remaining / rate > self.first_budget:
+            return False
+        self.extensions += 1
+        self.budget = self.steps + self.first_budget  # type: ignore[assignment]
+        return True
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         # After the training loop, or in its place for a method that stopped it before its first
@@ -527,7 +581,7 @@ class ServeRequest(Callback):
             target=None if self.target is None else asdict(self.target), reached=reached, stopped_by=self.stopped_by,
             steps=self.steps, budget_steps=self.budget, returned_step=int(after["step"]), restored=returned != final,
             check_time_s=self.check_time, checks=len(self.history), guard=self.guard, guard_events=list(self.guard_events),
-            rollbacks=list(self.rollbacks),
+            rollbacks=list(self.rollbacks), budget_extensions=self.extensions,
             before={k: v for k, v in self.before.items() if k != "ref"},
             after={k: v for k, v in after.items() if k != "step"},
             history=list(self.history),

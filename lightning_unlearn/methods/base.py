@@ -172,6 +172,9 @@ class UnlearningMethod(LightningModule):
     data_need: ClassVar[DataNeed] = "forget"
     iterative: ClassVar[bool] = True
     """False for closed-form methods: they cannot run towards a target."""
+    rolls_back: ClassVar[bool] = True
+    """Whether the request may send the run back to its best checked state when the forget accuracy
+    crosses its aim between two checks (see :class:`~lightning_unlearn.request.ServeRequest`)."""
     method_name: ClassVar[str] = "base"
     paper: ClassVar[str] = ""
 

@@ -118,6 +118,10 @@ class SCRUB(UnlearningMethod):
         self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
         self.phase_log: list[tuple[Phase, int]] = []
 
+    rolls_back = False
+    """Its max epoch is meant to overshoot on D_f and its min epochs to repair D_r: a state checked
+    mid-way through the max epoch is not one to go back to, and going back would not replay it."""
+
     @property
     def phase(self) -> Phase:
         """The phase of the current epoch."""
