@@ -16,7 +16,8 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
 * keeps the **utility guard**: the held-out accuracy on retained classes (D_ref, or the test
   samples of retained classes when there is no D_ref) may not fall more than ``guard`` below its
   value before unlearning; a state that violates it is never returned, and
-  :data:`GUARD_PATIENCE` consecutive violating checks end the run;
+  :data:`GUARD_PATIENCE` consecutive violating checks end the run unless the retained accuracy is
+  climbing back (methods that descend on D_r may wreck it first, then recover);
 * checks at a cadence tied to steps: every ``check_every`` steps (by default twice as many steps as the
   checked samples fill training batches, :data:`CHECK_SPACING`: the regular checks cost about a sixth
   of a long run; the checks before and after it, the early ones and those after a roll-back are fixed
@@ -27,9 +28,11 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   (:func:`~lightning_unlearn.passes.class_counts`);
 * goes back once to the best checked state (weights and optimiser state), then checks eight times
   as often, when the forget accuracy crossed its aim between two checks and landed past the target
-  or through the guard: the state that serves the request lay between those checks;
+  or through a guard the previous check respected: the state that serves the request lay between
+  those checks (methods whose schedule overshoots on purpose, SCRUB, set ``rolls_back = False``);
 * ends the run at the target, at a guard violation or at the **step budget**
-  (``max_steps``, default ``max(max_epochs`` passes, ``min_steps)``), then restores the best
+  (``max_steps``, default ``max(max_epochs`` passes, ``min_steps)``, granted once more to a run on
+  course to its target, :data:`BUDGET_EXTENSIONS`), then restores the best
   checked state that respected the guard (the state before unlearning is one of them) and hands
   the caller an :class:`UnlearningOutcome`; a target not reached is an
   :class:`UnlearningTargetWarning`, or an :class:`UnlearningTargetError` with ``strict=True``.
@@ -64,7 +67,7 @@ STANDARD_ERRORS = 2.0
 """Instance-wise tolerance, in binomial standard errors of the forget set's size."""
 GUARD_PATIENCE = 3
 """A run ends after this many consecutive checks violate the guard, spanning at least ``GUARD_PATIENCE - 1``
-check intervals (methods that descend on D_r may recover)."""
+check intervals, unless the last of them rose above the first (methods that descend on D_r may recover)."""
 CHECK_SPACING = 2.0
 """Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps. A check is a
 forward pass over the checked samples, a step a forward and backward pass over a batch (about three
@@ -144,7 +147,8 @@ class UnlearningOutcome:
     Accuracies are fractions in [0, 1]. ``before``/``after`` hold ``forget`` (D_f), ``forget_heldout``
     (D_tf, class-wise) and ``retained_heldout`` (the guarded accuracy); ``after`` is the returned state.
     ``rollbacks`` lists the (at most one) return to the best checked state after the forget accuracy
-    crossed its aim between two checks, past the target or through the guard.
+    crossed its aim between two checks, past the target or through the guard; ``budget_extensions``
+    counts the times the default budget was granted again to a run on course.
     """
 
     method: str

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +19,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_unlearn import ClassForget, RandomForget, SubclassForget, UnlearningDataModule, create_method, train_classifier, unlearn
 from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.outputs import predict
-from lightning_unlearn.request import CLASS_TARGET, Target, UnlearningTargetError, UnlearningTargetWarning
+from lightning_unlearn.request import CLASS_TARGET, ServeRequest, Target, UnlearningTargetError, UnlearningTargetWarning, _copy_state
 from quality import SEEDS, quality
 
 
@@ -71,6 +72,66 @@ def test_instance_target_is_the_held_out_accuracy_of_the_same_classes_within_two
     assert target["aim"] == pytest.approx(expected, abs=1e-9)  # class-conditional, before unlearning
     n = len(dm.forget_indices)
     assert target["tolerance"] == pytest.approx(2 * math.sqrt(max(expected * (1 - expected), 0.25 / n) / n))
+
+
+# ----------------------------------------------------------------------------- decisions on controlled checks
+def _drive(checks, *, rolls_back=True, interval=8, before=0.9, checked=500):
+    """Feed ServeRequest's decision rule class-wise measurements ``(step, forget, retained)``, as the
+    checks of a run would; returns the request and whether it stopped the run."""
+    request = ServeRequest()
+    module = SimpleNamespace(model=torch.nn.Linear(2, 2), rolls_back=rolls_back)
+    trainer = SimpleNamespace(should_stop=False, optimizers=[])
+    request.target = Target("class", CLASS_TARGET, 0.0, "")
+    request.before = {"forget": 1.0, "retained_heldout": before}
+    request.history = [{"step": 0.0, **request.before}]
+    request.loaders = {"retained_heldout": SimpleNamespace(dataset=range(checked))}
+    request.interval, request.best = interval, (request.target.distance(1.0), 0, _copy_state(module), [])
+    for step, forget, retained in checks:
+        request.steps = step
+        request._measure = lambda *a, values={"forget": forget, "retained_heldout": retained}, **k: dict(values)
+        request._check(trainer, module)
+        if trainer.should_stop:
+            break
+    return request, trainer.should_stop
+
+
+def test_guard_patience_ends_a_falling_run_and_waits_for_a_recovering_one():
+    falling = [(8, 0.5, 0.86), (16, 0.5, 0.85), (24, 0.5, 0.84), (32, 0.5, 0.83)]
+    request, stopped = _drive(falling)
+    assert stopped and request.stopped_by == "guard" and request.steps == 24  # 3 violating checks over 2 intervals
+    recovering = [(8, 0.5, 0.80), (16, 0.5, 0.82), (24, 0.5, 0.84), (32, 0.5, 0.86), (40, 0.0, 0.89)]
+    request, stopped = _drive(recovering)
+    assert stopped and request.stopped_by == "target" and request.steps == 40
+    flat = [(8, 0.5, 0.80), (16, 0.5, 0.802), (24, 0.5, 0.80)]  # a rise of one checked sample (1/500) is noise
+    assert _drive(flat)[1]
+
+
+def test_roll_back_only_after_a_check_that_respected_the_guard():
+    crossed_through_guard = [(8, 0.5, 0.89), (16, 0.0, 0.80)]
+    request, _ = _drive(crossed_through_guard)
+    assert [(e["step"], e["to_step"]) for e in request.rollbacks] == [(16.0, 8.0)]
+    assert request.next_check == 16 + 1  # checks 8x as often after it
+    request, _ = _drive([(8, 0.5, 0.85), (16, 0.0, 0.80)])  # violated before the crossing: it may recover
+    assert request.rollbacks == []
+    request, _ = _drive(crossed_through_guard, rolls_back=False)  # e.g. SCRUB's max epoch
+    assert request.rollbacks == []
+
+
+def test_default_budget_is_extended_once_for_a_run_on_course():
+    def at_budget(history, max_steps=None):
+        request, _ = _drive(history)
+        request.max_steps, request.budget, request.first_budget = max_steps, 100, 100
+        extended = request._extend_budget(None, None)  # the last check was at the budget step: no new check
+        return extended, request
+
+    on_course = [(60, 0.5, 0.89), (84, 0.3, 0.89), (100, 0.1, 0.89)]  # 0.0125/step: the aim in ~7 steps
+    extended, request = at_budget(on_course)
+    assert extended and request.budget == 200 and request.extensions == 1
+    assert not request._extend_budget(None, None)  # once only
+    assert not at_budget(on_course, max_steps=100)[0]  # a budget the user set is never extended
+    assert not at_budget([(60, 0.5, 0.89), (84, 0.3, 0.89), (100, 0.3, 0.89)])[0]  # stalled
+    assert not at_budget([(60, 0.5, 0.89), (84, 0.4, 0.89), (100, 0.395, 0.89)])[0]  # too slow: ~80 budgets away
+    assert not at_budget([(60, 0.5, 0.89), (84, 0.3, 0.89), (100, 0.1, 0.80)])[0]  # guard violated
 
 
 # ----------------------------------------------------------------------------- runs
