@@ -258,6 +258,7 @@ class ServeRequest(Callback):
         self.rolled_back = False  # whether the run went back to its best state once (see _roll_back)
         self.rollbacks: list[dict[str, float]] = []
         self.extensions = 0  # times the default budget was extended (see _extend_budget)
+        self._resumed_best: tuple[float, int, dict[str, torch.Tensor], list[dict[str, Any]]] | None = None
         self.first_budget = 0
 
     # ---------------------------------------------------------------- set-up
@@ -488,6 +489,9 @@ class ServeRequest(Callback):
             self.before = self._measure(trainer, pl_module)
             self.history = [{"step": 0.0, **{k: v for k, v in self.before.items() if k != "ref"}}]
         self.target = self._derive_target(pl_module, self.before)
+        if resumed and self._resumed_best is not None:
+            self.best, self._resumed_best = self._resumed_best, None
+            return  # the cadence (interval, next check) came with the checkpoint
         self.best = (self.target.distance(self._forget_value(self.history[-1])) if self.target else 0.0,
                      len(self.history) - 1, _copy_state(pl_module), _copy_optimizers(trainer))
         checked = sum(len(loader.dataset) for name, loader in self.loaders.items() if name != "ref")  # type: ignore[arg-type]
@@ -497,6 +501,7 @@ class ServeRequest(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         hp = pl_module.hparams
+        extended = self.budget if self.extensions else None  # a resumed run keeps the extension it was granted
         if self.max_steps is not None:
             self.budget = self.max_steps
         elif self.target_option is not None:
@@ -504,6 +509,7 @@ class ServeRequest(Callback):
             per_epoch = per_epoch if math.isfinite(per_epoch) else 0
             self.budget = max(int(hp.max_epochs) * int(per_epoch), self.min_steps)
         self.first_budget = self.budget or 0
+        self.budget = extended or self.budget
         if self.target is not None and not self.guard_events and self.target.aim_crossed(self._forget_value(self.history[-1])):
             self.stopped_by = "target"
             trainer.should_stop = True
@@ -622,15 +628,29 @@ class ServeRequest(Callback):
                 warnings.warn(message, UnlearningTargetWarning, stacklevel=2)
 
     # ---------------------------------------------------------------- state
+    _RESUMED = ("violations", "violated_since", "violated_values", "rolled_back", "rollbacks", "extensions",
+                "budget", "next_check", "interval")
+
     def state_dict(self) -> dict[str, Any]:
-        return {"steps": self.steps, "before": dict(self.before), "history": [dict(h) for h in self.history],
-                "guard_events": [dict(e) for e in self.guard_events]}
+        """Everything a resumed run decides by: counters, history, the best checked state (weights and
+        optimiser states: a checkpoint taken mid-run must still be able to return it)."""
+        state = {"steps": self.steps, "before": dict(self.before), "history": [dict(h) for h in self.history],
+                 "guard_events": [dict(e) for e in self.guard_events],
+                 **{name: copy.deepcopy(getattr(self, name)) for name in self._RESUMED}}
+        if self.best is not None:
+            state["best"] = {"score": self.best[0], "index": self.best[1], "model": self.best[2], "optimizers": self.best[3]}
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.steps = int(state_dict["steps"])
         self.before = dict(state_dict["before"])
         self.history = [dict(h) for h in state_dict["history"]]
         self.guard_events = [dict(e) for e in state_dict["guard_events"]]
+        for name in self._RESUMED:
+            if name in state_dict:  # checkpoints of earlier versions lack them: the defaults of a fresh run
+                setattr(self, name, copy.deepcopy(state_dict[name]))
+        best = state_dict.get("best")
+        self._resumed_best = None if best is None else (float(best["score"]), int(best["index"]), best["model"], best["optimizers"])
 
 
 def _copy_optimizers(trainer: Trainer) -> list[dict[str, Any]]:

@@ -235,6 +235,31 @@ def test_ps_trains_its_head_until_the_target_holds(digits, seed):
     assert strict.outcome.reached
 
 
+def test_a_run_resumed_from_a_mid_run_checkpoint_keeps_every_decision_state(tmp_path, digits):
+    """The request's state travels in the checkpoint (loadable with ``weights_only=True``): the
+    best checked state, the counters, the cadence; a resumed run ends like one that was not stopped."""
+    from lightning.pytorch import Trainer
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    dm, original, _ = digits(0)
+    options = dict(lr=3e-4, max_steps=12, check_every=3, seed=0)
+    every = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=6, save_top_k=-1, filename="{step}")
+    kw = dict(max_epochs=-1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    whole = create_method("GradientAscent", original, **options)
+    Trainer(callbacks=[every], **kw).fit(whole, datamodule=dm)
+    ckpt = tmp_path / "step=6.ckpt"
+    saved = next(v for k, v in torch.load(ckpt, weights_only=True)["callbacks"].items() if k.startswith("ServeRequest"))
+    assert saved["steps"] == 6 and [h["step"] for h in saved["history"]] == [0.0, 3.0, 6.0]
+    assert set(saved["best"]["model"]) == set(whole.model.state_dict()) and saved["next_check"] == 9
+
+    resumed = create_method("GradientAscent", original, **options)
+    Trainer(**kw).fit(resumed, datamodule=dm, ckpt_path=ckpt)
+    a, b = whole.outcome, resumed.outcome
+    assert b.steps == a.steps == 12 and b.before == a.before and b.budget_steps == a.budget_steps
+    assert [h["step"] for h in b.history] == [h["step"] for h in a.history]
+    assert b.history[:3] == a.history[:3]  # measured before the checkpoint, carried by it
+
+
 def test_outcome_from_the_cli(tmp_path, digits):
     from lightning_unlearn.cli import main
 
