@@ -17,7 +17,9 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   samples of retained classes when there is no D_ref) may not fall more than ``guard`` below its
   value before unlearning; a state that violates it is never returned, and
   :data:`GUARD_PATIENCE` consecutive violating checks end the run unless the retained accuracy is
-  climbing back (methods that descend on D_r may wreck it first, then recover);
+  climbing back (methods that descend on D_r may wreck it first, then recover); the first
+  :data:`BACKOFFS` times the guard or a non-finite loss would end it, the run goes back to its best
+  checked state with its learning rates halved instead;
 * checks at a cadence tied to steps: every ``check_every`` steps (by default twice as many steps as the
   checked samples fill training batches, :data:`CHECK_SPACING`: the regular checks cost about a sixth
   of a long run; the checks before and after it, the early ones and those after a roll-back are fixed
@@ -72,6 +74,10 @@ CHECK_SPACING = 2.0
 """Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps. A check is a
 forward pass over the checked samples, a step a forward and backward pass over a batch (about three
 forwards), so regular checks cost about a sixth of a one-pass-per-step method's time; sooner near the aim."""
+BACKOFFS = 2
+"""Times a run that would end by the guard or a non-finite loss goes back to its best checked state
+with its learning rates halved instead (:data:`BACKOFF_FACTOR`)."""
+BACKOFF_FACTOR = 0.5
 BUDGET_EXTENSIONS = 1
 """Times the default step budget is granted again to a run on course to its target (never a ``max_steps``)."""
 CHECK_CAP = 2048
@@ -147,7 +153,8 @@ class UnlearningOutcome:
     Accuracies are fractions in [0, 1]. ``before``/``after`` hold ``forget`` (D_f), ``forget_heldout``
     (D_tf, class-wise) and ``retained_heldout`` (the guarded accuracy); ``after`` is the returned state.
     ``rollbacks`` lists the (at most one) return to the best checked state after the forget accuracy
-    crossed its aim between two checks, past the target or through the guard; ``budget_extensions``
+    crossed its aim between two checks, past the target or through the guard; ``backoffs`` the returns
+    to it with halved learning rates where the guard or a non-finite loss would have ended the run; ``budget_extensions``
     counts the times the default budget was granted again to a run on course.
     """
 
@@ -166,6 +173,7 @@ class UnlearningOutcome:
     guard: float | None = None
     guard_events: list[dict[str, float]] = field(default_factory=list)
     rollbacks: list[dict[str, float]] = field(default_factory=list)
+    backoffs: list[dict[str, Any]] = field(default_factory=list)
     budget_extensions: int = 0
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
@@ -258,6 +266,9 @@ class ServeRequest(Callback):
         self.rolled_back = False  # whether the run went back to its best state once (see _roll_back)
         self.rollbacks: list[dict[str, float]] = []
         self.extensions = 0  # times the default budget was extended (see _extend_budget)
+        self.backoffs: list[dict[str, float]] = []  # returns to the best state with smaller steps (see _back_off)
+        self.lr_scale = 1.0
+        self.base_lrs: list[list[float]] = []  # every optimiser's learning rates before the first step
         self._resumed_best: tuple[float, int, dict[str, torch.Tensor], list[dict[str, Any]]] | None = None
         self.first_budget = 0
 
@@ -402,6 +413,8 @@ class ServeRequest(Callback):
             # accuracy is climbing back (methods that descend on D_r wreck, then recover) goes on.
             if (self.violations >= GUARD_PATIENCE and self.steps - self.violated_since >= (GUARD_PATIENCE - 1) * self.interval
                     and not self._recovering()):
+                if self._back_off(trainer, pl_module, "guard"):
+                    return None
                 self.stopped_by = "guard"
                 trainer.should_stop = True
             return self._schedule(values, soon=crossed)
@@ -438,17 +451,49 @@ class ServeRequest(Callback):
         damaging the retained classes on the way; the state that serves the request lies between
         the two checks, so the run resumes from the earlier one and checks closely. Once per run.
         """
-        _, index, state, optimizers = self.best  # type: ignore[misc]
-        pl_module.model.load_state_dict(state)  # type: ignore[union-attr]
-        for optimizer, saved in zip(trainer.optimizers, optimizers):
-            optimizer.load_state_dict(copy.deepcopy(saved))
+        index = self._restore_best(trainer, pl_module)
         event = {"step": float(self.steps), "to_step": self.history[index]["step"], "forget": self._forget_value(values)}
         if not respected:
             event["retained_heldout"] = values["retained_heldout"]
         self.rollbacks.append(event)
         self.rolled_back, self.violations = True, 0
-        self.last_check = -1  # the model is no longer the state last checked: a run ending now re-checks it
         self.next_check = self.steps + max(1, self.interval // 8)
+
+    def _restore_best(self, trainer: Trainer, pl_module: LightningModule) -> int:
+        """Load the best checked weights and optimiser states, at the run's current learning-rate scale;
+        returns the state's index in the history."""
+        _, index, state, optimizers = self.best  # type: ignore[misc]
+        pl_module.model.load_state_dict(state)  # type: ignore[union-attr]
+        for optimizer, saved, base in zip(trainer.optimizers, optimizers, self.base_lrs):
+            optimizer.load_state_dict(copy.deepcopy(saved))
+            for group, lr in zip(optimizer.param_groups, base):
+                group["lr"] = lr * self.lr_scale
+        self.last_check = -1  # the model is no longer the state last checked: a run ending now re-checks it
+        return index
+
+    def _back_off(self, trainer: Trainer, pl_module: LightningModule, reason: str) -> bool:
+        """Instead of ending the run (guard or non-finite loss): back to the best checked state with every
+        learning rate halved, at most :data:`BACKOFFS` times, while a check interval of budget is left.
+
+        A step too large for the model (measured: UGradSL's default on some MNIST classes collapses the
+        retained classes between two checks, half of it forgets them within the guard) is the one cause
+        of these ends a smaller step cures; a method whose path itself damages the retained classes
+        spends at most these extra steps before its run ends as before.
+        """
+        if len(self.backoffs) >= BACKOFFS or self.best is None or not self.base_lrs:
+            return False
+        if self.budget is not None and self.budget - self.steps < self.interval:
+            return False
+        self.lr_scale *= BACKOFF_FACTOR
+        for config in getattr(trainer, "lr_scheduler_configs", []):
+            if hasattr(config.scheduler, "base_lrs"):  # a schedule would otherwise set the old rates again
+                config.scheduler.base_lrs = [lr * BACKOFF_FACTOR for lr in config.scheduler.base_lrs]
+        index = self._restore_best(trainer, pl_module)
+        self.backoffs.append({"step": float(self.steps), "to_step": self.history[index]["step"], "lr_scale": self.lr_scale,
+                              "reason": reason})  # type: ignore[dict-item]
+        self.violations, self.violated_values = 0, []
+        self.next_check = self.steps + max(1, self.interval // 8)
+        return True
 
     def _schedule(self, values: dict[str, float], soon: bool = False) -> None:
         """Next check: ``interval`` steps on (a quarter, then half of it for the first two: the first
@@ -459,7 +504,8 @@ class ServeRequest(Callback):
         """
         checked = len(self.history) - 1  # checks of trained states so far
         step = self.interval if self.check_every else max(1, self.interval >> max(0, 2 - checked))
-        if self.rolled_back:  # after a roll-back, close checks: the aim is near
+        returned = self.rolled_back or bool(self.backoffs)  # the run went back once: the state it missed is near
+        if returned:
             step = max(1, self.interval // 8)
         if soon:
             self.next_check = self.steps + max(1, self.interval // 4)
@@ -470,7 +516,8 @@ class ServeRequest(Callback):
             rate = (self._forget_value(prev) - self._forget_value(last)) / max(span, 1.0)
             remaining = self._forget_value(last) - self.target.aim
             if rate > 0 and remaining > 0:
-                step = int(min(step, max(self.interval // 8, 1, math.floor(0.5 * remaining / rate))))
+                floor = 1 if returned else max(1, self.interval // 8)  # after a return, down to every step
+                step = int(min(step, max(floor, math.floor(0.5 * remaining / rate))))
         self.next_check = self.steps + max(step, 1)
 
     # ---------------------------------------------------------------- hooks
@@ -501,6 +548,8 @@ class ServeRequest(Callback):
 
     def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         hp = pl_module.hparams
+        if not self.base_lrs:  # (a resumed run brought them)
+            self.base_lrs = [[float(group["lr"]) for group in optimizer.param_groups] for optimizer in trainer.optimizers]
         extended = self.budget if self.extensions else None  # a resumed run keeps the extension it was granted
         if self.max_steps is not None:
             self.budget = self.max_steps
@@ -514,9 +563,12 @@ class ServeRequest(Callback):
             self.stopped_by = "target"
             trainer.should_stop = True
 
-    def stop_on_non_finite(self, trainer: Trainer) -> None:
-        """A non-finite loss ends the run (its update is skipped); the best checked state is returned."""
+    def stop_on_non_finite(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        """A non-finite loss (its update is skipped) sends the run back to its best checked state with
+        smaller steps (:meth:`_back_off`) or, when it cannot, ends it; the best checked state is returned."""
         self.guard_events.append({"step": float(self.steps), "non_finite_loss": 1.0})
+        if self._back_off(trainer, pl_module, "non-finite loss"):
+            return
         self.violations = max(self.violations, 1)
         self.stopped_by = "non-finite loss"
         trainer.should_stop = True
@@ -591,7 +643,7 @@ class ServeRequest(Callback):
             target=None if self.target is None else asdict(self.target), reached=reached, stopped_by=self.stopped_by,
             steps=self.steps, budget_steps=self.budget, returned_step=int(after["step"]), restored=returned != final,
             check_time_s=self.check_time, checks=len(self.history), guard=self.guard, guard_events=list(self.guard_events),
-            rollbacks=list(self.rollbacks), budget_extensions=self.extensions,
+            rollbacks=list(self.rollbacks), backoffs=list(self.backoffs), budget_extensions=self.extensions,
             before={k: v for k, v in self.before.items() if k != "ref"},
             after={k: v for k, v in after.items() if k != "step"},
             history=list(self.history),
@@ -629,7 +681,7 @@ class ServeRequest(Callback):
 
     # ---------------------------------------------------------------- state
     _RESUMED = ("violations", "violated_since", "violated_values", "rolled_back", "rollbacks", "extensions",
-                "budget", "next_check", "interval")
+                "budget", "next_check", "interval", "backoffs", "lr_scale", "base_lrs")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run decides by: counters, history, the best checked state (weights and

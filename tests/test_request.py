@@ -75,19 +75,27 @@ def test_instance_target_is_the_held_out_accuracy_of_the_same_classes_within_two
 
 
 # ----------------------------------------------------------------------------- decisions on controlled checks
-def _drive(checks, *, rolls_back=True, interval=8, before=0.9, checked=500):
+def _drive(checks, *, rolls_back=True, interval=8, before=0.9, checked=500, lr=None):
     """Feed ServeRequest's decision rule class-wise measurements ``(step, forget, retained)``, as the
-    checks of a run would; returns the request and whether it stopped the run."""
+    checks of a run would; returns the request and whether it stopped the run. With ``lr``, the
+    run has an SGD optimiser (so it can back off); without, it has none (it cannot)."""
     request = ServeRequest()
     module = SimpleNamespace(model=torch.nn.Linear(2, 2), rolls_back=rolls_back)
-    trainer = SimpleNamespace(should_stop=False, optimizers=[])
+    optimizers = [] if lr is None else [torch.optim.SGD(module.model.parameters(), lr=lr)]
+    trainer = SimpleNamespace(should_stop=False, optimizers=optimizers, lr_scheduler_configs=[])
     request.target = Target("class", CLASS_TARGET, 0.0, "")
     request.before = {"forget": 1.0, "retained_heldout": before}
     request.history = [{"step": 0.0, **request.before}]
     request.loaders = {"retained_heldout": SimpleNamespace(dataset=range(checked))}
-    request.interval, request.best = interval, (request.target.distance(1.0), 0, _copy_state(module), [])
+    request.base_lrs = [[lr]] if lr is not None else []
+    request.interval = interval
+    request.best = (request.target.distance(1.0), 0, _copy_state(module), [o.state_dict() for o in optimizers])
+    request.module, request.trainer = module, trainer  # (for the assertions)
     for step, forget, retained in checks:
         request.steps = step
+        with torch.no_grad():  # the weights move between checks, as training would move them
+            for param in module.model.parameters():
+                param.add_(1.0)
         request._measure = lambda *a, values={"forget": forget, "retained_heldout": retained}, **k: dict(values)
         request._check(trainer, module)
         if trainer.should_stop:
@@ -104,6 +112,23 @@ def test_guard_patience_ends_a_falling_run_and_waits_for_a_recovering_one():
     assert stopped and request.stopped_by == "target" and request.steps == 40
     flat = [(8, 0.5, 0.80), (16, 0.5, 0.802), (24, 0.5, 0.80)]  # a rise of one checked sample (1/500) is noise
     assert _drive(flat)[1]
+
+
+def test_guard_end_backs_off_to_the_best_state_with_halved_learning_rates_twice_then_ends():
+    checks = [(8, 0.5, 0.89)]  # the best state, then three falling violations, three times over
+    for first in (16, 48, 80):
+        checks += [(first, 0.2, 0.86), (first + 8, 0.2, 0.85), (first + 16, 0.2, 0.84)]
+    request, stopped = _drive(checks, lr=0.1)
+    assert stopped and request.stopped_by == "guard" and request.steps == 96
+    assert [(b["step"], b["to_step"], b["lr_scale"], b["reason"]) for b in request.backoffs] == [
+        (32.0, 8.0, 0.5, "guard"), (64.0, 8.0, 0.25, "guard")]
+    assert request.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.025)
+    request, stopped = _drive(checks[:4], lr=0.1)  # up to the first back-off
+    assert not stopped and len(request.backoffs) == 1 and request.trainer.optimizers[0].param_groups[0]["lr"] == 0.05
+    best = request.best[2]
+    assert request.history[request.best[1]]["step"] == 8.0
+    assert all(torch.equal(v, best[k]) for k, v in request.module.model.state_dict().items())  # the step-8 weights
+    assert _drive(checks[:4])[1]  # no optimiser to slow down: the run ends at once
 
 
 def test_roll_back_only_after_a_check_that_respected_the_guard():

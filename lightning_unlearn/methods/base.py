@@ -290,9 +290,11 @@ class UnlearningMethod(LightningModule):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.unlearning_step(batch, batch_idx)
         request = self._request()
-        if request is not None and not torch.isfinite(loss).all():
-            request.stop_on_non_finite(self.trainer)  # the best checked state is returned
-            return None  # the update is skipped
+        if request is not None:
+            # One decision for every process (a step skipped on one process only would hang DDP).
+            if self.trainer.strategy.reduce_boolean_decision(not bool(torch.isfinite(loss).all()), all=False):
+                request.stop_on_non_finite(self.trainer, self)  # back to the best checked state, or the run ends
+                return None  # the update is skipped
         self.check_finite(loss)
         self.log("train/loss", loss.detach(), prog_bar=True)
         return loss
