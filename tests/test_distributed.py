@@ -115,4 +115,5 @@ def test_request_decisions_two_processes_equal_one(original_ckpt):
     one, two = _decisions(original_ckpt, 1, 64), _decisions(original_ckpt, 2, 32)
     assert one["stopped_by"] == "target" and one["reached"] is True and one["steps"] < 60  # the request was served
     assert len(one["history"]) > 3  # several checks before the decision
-    assert two == one  # every check value, the target, the stop, the returned step: exactly equal
+    assert two == one  # every check value, the target, the stop, the returned step, the logged accuracies: exactly equal
+    assert one["split_sizes"]["retain"] % 2 == 1 and 0.5 < one["validation"]["val/retain_acc"] < 1  # a padded shard, a non-trivial value

@@ -24,8 +24,6 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
-from torch import nn
-from torchmetrics.classification import MulticlassAccuracy
 
 
 class UnlearningStopReason(Enum):
@@ -63,16 +61,12 @@ class _AccuracyStop(Callback):
             MisconfigurationException: if ``pl_module`` logs no per-split accuracies (it is not an
                 :class:`~lightning_unlearn.methods.base.UnlearningMethod`).
         """
-        if not hasattr(pl_module, "val_splits") or not isinstance(getattr(pl_module, "val_accuracy", None), nn.ModuleDict):
+        if not callable(getattr(pl_module, "add_val_splits", None)):
             raise MisconfigurationException(
                 f"Stopping rules read the per-split accuracies an UnlearningMethod logs (`val/<split>_acc`);"
                 f" {type(pl_module).__name__} is not an UnlearningMethod."
             )
-        added = [s for s in splits if s not in pl_module.val_splits]
-        for split in added:
-            pl_module.val_splits = (*pl_module.val_splits, split)
-            pl_module.val_accuracy[split] = MulticlassAccuracy(pl_module.num_classes, average="micro")
-        return added
+        return pl_module.add_val_splits(*splits)  # type: ignore[operator]
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "fit":

@@ -13,8 +13,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
 
+from lightning_unlearn.metrics.accuracy import SplitAccuracy
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
 from lightning_unlearn.models.classifier import OptimizerName, build_optimizer, split_batch
@@ -231,7 +231,8 @@ class UnlearningMethod(LightningModule):
         self.anatomy = Anatomy(self.model, num_classes, head)
         self.num_classes = self.anatomy.num_classes
         self.val_splits = tuple(val_splits)
-        self.val_accuracy = nn.ModuleDict({s: MulticlassAccuracy(self.num_classes, average="micro") for s in self.val_splits})
+        # One correctness flag per dataset index: exact under DDP, where DistributedSampler pads the shards.
+        self.val_accuracy = nn.ModuleDict({s: SplitAccuracy() for s in self.val_splits})
         self.runtime_s = 0.0
         self.outcome: UnlearningOutcome | None = None
         self._t_start: float | None = None
@@ -317,11 +318,30 @@ class UnlearningMethod(LightningModule):
         """Work done once, before the first step, inside the timed region (override)."""
 
     # ------------------------------------------------------------- validation
+    def add_val_splits(self, *splits: str) -> list[str]:
+        """Also validate on ``splits`` (logged as ``val/<split>_acc``); returns the ones not validated before."""
+        added = [s for s in dict.fromkeys(splits) if s not in self.val_splits]
+        for split in added:
+            self.val_splits = (*self.val_splits, split)
+            self.val_accuracy[split] = SplitAccuracy()
+        return added
+
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self._active_val_splits[dataloader_idx] if self._active_val_splits else self.val_splits[dataloader_idx]
         x, y = split_batch(batch)
         metric = self.val_accuracy[split]
-        metric.update(self(x), y)
+        if len(batch) >= 3:
+            indices = torch.as_tensor(batch[2])
+        elif self.trainer.world_size == 1:  # (x, y) batches: positions in the loader identify the samples on one process
+            seen = sum(int(t.numel()) for t in metric.split_indices)  # type: ignore[union-attr]
+            indices = torch.arange(seen, seen + len(y))
+        else:
+            raise ValueError(
+                f"{type(self).__name__} validates on several processes from batches of (x, y): each batch needs the"
+                " samples' dataset indices as its third element, (x, y, index), so that the samples DistributedSampler"
+                " repeats are counted once (UnlearningDataModule's loaders provide them)."
+            )
+        metric.update(self(x), y, indices)
         self.log(f"val/{split}_acc", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
 
     # ------------------------------------------------------------- the request

@@ -3,7 +3,7 @@
 The "method" changes the model by a fixed amount per step, whatever data it sees (it lowers the
 forget class's head bias), so 1 and N processes pass through identical states at identical steps;
 the checks (DDP-exact counts), the cadence, the target, the guard and the returned state must then
-be identical too. Used by ``tests/test_distributed.py`` as a subprocess (never DDP inside pytest).
+be identical too, and so must the accuracies the method logs when the returned state is validated. Used by ``tests/test_distributed.py`` as a subprocess (never DDP inside pytest).
 
     python tests/scripts/request_decisions.py CHECKPOINT OUTPUT.json --devices 2
 """
@@ -25,6 +25,7 @@ from lightning_unlearn.models.classifier import Classifier
 from lightning_unlearn.serialization import load_trusted
 
 FORGET_CLASS = 3
+VAL_SPLITS = ("forget", "retain", "test_retain", "ref")
 
 
 class LowerForgetBias(UnlearningMethod):
@@ -59,13 +60,18 @@ def main() -> None:
     classifier.load_state_dict(state["state_dict"])
     dm = UnlearningDataModule("mnist5k", forget=ClassForget(FORGET_CLASS), new_fraction=0.1, ref_fraction=0.1,
                               batch_size=args.batch_size)
-    method = LowerForgetBias(classifier, optimizer="sgd", lr=1e-3, weight_decay=0.0, seed=0, max_steps=60, check_every=3)
+    method = LowerForgetBias(classifier, optimizer="sgd", lr=1e-3, weight_decay=0.0, seed=0, max_steps=60, check_every=3,
+                             val_splits=VAL_SPLITS)
     trainer = Trainer(accelerator="cpu", devices=args.devices, strategy="ddp" if args.devices > 1 else "auto", max_epochs=-1,
                       logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.fit(method, datamodule=dm)
+    # The returned state validated as Lightning does it (DistributedSampler pads uneven shards with repeats).
+    logged = {k: float(v) for d in trainer.validate(method, datamodule=dm, verbose=False) for k, v in d.items()}
     if trainer.global_rank == 0:
         outcome = method.outcome.to_dict()
         outcome["bias"] = float(method.anatomy.head.bias[FORGET_CLASS])
+        outcome["validation"] = logged
+        outcome["split_sizes"] = {s: len(dm.split_dataset(s)) for s in VAL_SPLITS}
         for key in ("runtime_s", "check_time_s"):
             outcome.pop(key)
         with open(args.output, "w") as f:
