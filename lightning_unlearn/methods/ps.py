@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -15,7 +16,7 @@ from lightning_unlearn.passes import embedding_pass, gather_rows
 from lightning_unlearn.methods.naive_ps import _OneShot
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.models.classifier import build_optimizer
-from lightning_unlearn.request import GUARD_PATIENCE, ServeRequest
+from lightning_unlearn.request import BACKOFF_FACTOR, BACKOFFS, GUARD_PATIENCE, ServeRequest
 
 HeadPart = Literal["both", "weight", "bias"]
 
@@ -176,6 +177,11 @@ class PS(_OneShot):
         """Serve the deletion request of ``forget_loader`` (batches ``(x, y, index)``)."""
         self._timed(self._surgery, forget_loader)
 
+    def _restore_head(self, kept: list[Tensor]) -> None:
+        with torch.no_grad():
+            for param, value in zip(self.trainable_parameters(), kept):
+                param.copy_(value)
+
     def check_embeddings(self, request: ServeRequest) -> dict[str, tuple[Tensor, Tensor]]:
         """``{split: (embeddings, labels)}`` of the request's check sets: one no-grad pass each.
 
@@ -209,15 +215,20 @@ class PS(_OneShot):
                 values[split] = float((F.linear(emb.to(head.weight.dtype), head.weight, head.bias).argmax(1) == labels).float().mean())
             return request.judge(values)  # type: ignore[union-attr]
 
-        # Without a request: ``epochs`` passes. Serving one: passes until the target's aim is crossed,
-        # within the request's step budget, keeping the best head that respected the guard.
+        # Without a request: ``epochs`` passes. Serving one: steps until the target's aim is crossed,
+        # within the request's step budget, judged after every step (a linear layer on cached
+        # embeddings: microseconds), keeping the best head that respected the guard. Where the
+        # guard would end the run, the head goes back to its best state with its learning rate
+        # halved, as the request does for every other method (BACKOFFS times).
         budget = hp.epochs * per_epoch
         if serving:
             budget = request.max_steps or max(budget, request.min_steps)  # type: ignore[union-attr]
-            best = (judge()[0], [p.detach().clone() for p in self.trainable_parameters()])
-        steps, violations, stopped_by = 0, 0, "budget"
+            best = (judge()[0], [p.detach().clone() for p in self.trainable_parameters()], copy.deepcopy(optimizer.state_dict()))
+        steps, violations, backoffs, stopped_by = 0, 0, 0, "budget"
+        patience = GUARD_PATIENCE * per_epoch  # as many steps as GUARD_PATIENCE checks once per pass
+        done = serving and request.judge(request.before)[2]  # type: ignore[union-attr]
         with torch.no_grad(), _single_thread(embeddings.device):
-            while steps < budget and not (serving and request.judge(request.before)[2]):  # type: ignore[union-attr]
+            while steps < budget and not done:
                 order = torch.randperm(n, generator=generator).to(embeddings.device)
                 for start in range(0, n, size):
                     batch = order[start : start + size]
@@ -226,24 +237,29 @@ class PS(_OneShot):
                         head.bias.grad = grad_bias
                     optimizer.step()
                     steps += 1
-                    if steps >= budget:
+                    if serving:
+                        score, respected, crossed = judge()
+                        if respected and score < best[0] - 1e-12:
+                            best = (score, [p.detach().clone() for p in self.trainable_parameters()],
+                                    copy.deepcopy(optimizer.state_dict()))
+                        violations = 0 if respected else violations + 1
+                        if respected and crossed:
+                            stopped_by, done = "target", True
+                        elif violations >= patience and backoffs < BACKOFFS:
+                            backoffs, violations = backoffs + 1, 0
+                            self._restore_head(best[1])
+                            optimizer.load_state_dict(copy.deepcopy(best[2]))
+                            for group in optimizer.param_groups:
+                                group["lr"] = hp.lr * BACKOFF_FACTOR**backoffs
+                        elif violations >= patience:
+                            stopped_by, done = "guard", True
+                    if steps >= budget or done:
                         break
                 self.check_finite(head.weight.sum())
-                if not serving:
-                    continue
-                score, respected, crossed = judge()
-                if respected and score < best[0] - 1e-12:
-                    best = (score, [p.detach().clone() for p in self.trainable_parameters()])
-                violations = 0 if respected else violations + 1
-                if violations >= GUARD_PATIENCE or (respected and crossed):
-                    stopped_by = "guard" if violations else "target"
-                    break
         if serving:
             score, respected, _ = judge()
             if not respected or score > best[0] + 1e-12:
-                with torch.no_grad():
-                    for param, kept in zip(self.trainable_parameters(), best[1]):
-                        param.copy_(kept)
+                self._restore_head(best[1])
             request.record_inner_run(steps, stopped_by)  # type: ignore[union-attr]
         head.weight.grad = None
         if head.bias is not None:
