@@ -19,7 +19,9 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   :data:`GUARD_PATIENCE` consecutive violating checks end the run unless the retained accuracy is
   climbing back (methods that descend on D_r may wreck it first, then recover); the first
   :data:`BACKOFFS` times the guard or a non-finite loss would end it, the run goes back to its best
-  checked state with its learning rates halved instead;
+  checked state with its learning rates halved instead; while the guard holds but the forget
+  accuracy moves too slowly to reach the aim within the budget left, the learning rates are
+  doubled (at most :data:`SPEEDUPS` times): the checks adapt a default learning rate to the model;
 * checks at a cadence tied to steps: every ``check_every`` steps (by default twice as many steps as the
   checked samples fill training batches, :data:`CHECK_SPACING`: the regular checks cost about a sixth
   of a long run; the checks before and after it, the early ones and those after a roll-back are fixed
@@ -78,6 +80,15 @@ BACKOFFS = 2
 """Times a run that would end by the guard or a non-finite loss goes back to its best checked state
 with its learning rates halved instead (:data:`BACKOFF_FACTOR`)."""
 BACKOFF_FACTOR = 0.5
+SPEEDUPS = 3
+"""Times a run whose forget accuracy moves too slowly to reach the aim within its budget, the guard
+holding, has its learning rates doubled (:data:`SPEEDUP_FACTOR`)."""
+SPEEDUP_FACTOR = 2.0
+SPEEDUP_MARGIN = 2.0
+"""Too slow means: at the pace of the last check interval, the aim is more than this many budgets-left
+away (forgetting often accelerates after a slow start; measured: NegGrad+ on MNIST-5k class 3
+doubled at step 35 on a pace that would have served it at step 55 anyway, at 2.5 more points of
+retained test accuracy)."""
 BUDGET_EXTENSIONS = 1
 """Times the default step budget is granted again to a run on course to its target (never a ``max_steps``)."""
 CHECK_CAP = 2048
@@ -174,6 +185,7 @@ class UnlearningOutcome:
     guard_events: list[dict[str, float]] = field(default_factory=list)
     rollbacks: list[dict[str, float]] = field(default_factory=list)
     backoffs: list[dict[str, Any]] = field(default_factory=list)
+    speedups: list[dict[str, float]] = field(default_factory=list)
     budget_extensions: int = 0
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
@@ -268,6 +280,8 @@ class ServeRequest(Callback):
         self.extensions = 0  # times the default budget was extended (see _extend_budget)
         self.backoffs: list[dict[str, float]] = []  # returns to the best state with smaller steps (see _back_off)
         self.lr_scale = 1.0
+        self.speedups: list[dict[str, float]] = []  # learning rates doubled (see _speed_up)
+        self.lr_changed_at = 0
         self.base_lrs: list[list[float]] = []  # every optimiser's learning rates before the first step
         self._resumed_best: tuple[float, int, dict[str, torch.Tensor], list[dict[str, Any]]] | None = None
         self.first_budget = 0
@@ -422,7 +436,46 @@ class ServeRequest(Callback):
         if crossed:
             self.stopped_by = "target"
             trainer.should_stop = True
+        else:
+            self._speed_up(trainer)
         self._schedule(values)
+
+    def _speed_up(self, trainer: Trainer) -> None:
+        """Double every learning rate (at most :data:`SPEEDUPS` times) when the guard holds but the forget
+        accuracy, over the last check interval, moves far too slowly to reach the aim within the budget
+        left (:data:`SPEEDUP_MARGIN`).
+
+        The counterpart of :meth:`_back_off`: a default learning rate too small for the model or the data
+        would otherwise end the run at its budget. Never after a return to the best state (a step
+        found too large is not grown again), nor within an interval of the last change (too little
+        evidence of the new rate).
+        """
+        if (self.target is None or self.budget is None or len(self.speedups) >= SPEEDUPS or self.backoffs
+                or self.rolled_back or not self.base_lrs):
+            return
+        since = max(self.lr_changed_at, 0)
+        earlier = [h for h in self.history[:-1] if since <= h["step"] <= self.steps - self.interval]
+        if not earlier:
+            return
+        last, first = self.history[-1], earlier[-1]
+        rate = (self._forget_value(first) - self._forget_value(last)) / max(last["step"] - first["step"], 1.0)
+        remaining = self._forget_value(last) - self.target.aim
+        left = self.budget - self.steps
+        if remaining <= self.target.tolerance or (rate > 0 and remaining / rate <= SPEEDUP_MARGIN * left):
+            return
+        self.lr_scale *= SPEEDUP_FACTOR
+        self._set_lrs(trainer, SPEEDUP_FACTOR)
+        self.lr_changed_at = self.steps
+        self.speedups.append({"step": float(self.steps), "lr_scale": self.lr_scale})
+
+    def _set_lrs(self, trainer: Trainer, factor: float) -> None:
+        """Every optimiser's learning rates at the run's scale (schedules scaled by ``factor``)."""
+        for optimizer, base in zip(trainer.optimizers, self.base_lrs):
+            for group, lr in zip(optimizer.param_groups, base):
+                group["lr"] = lr * self.lr_scale
+        for config in getattr(trainer, "lr_scheduler_configs", []):
+            if hasattr(config.scheduler, "base_lrs"):  # a schedule would otherwise set the old rates again
+                config.scheduler.base_lrs = [lr * factor for lr in config.scheduler.base_lrs]
 
     def _recovering(self) -> bool:
         """Whether the held-out retained accuracy rose over the last ``GUARD_PATIENCE`` violating checks
@@ -464,10 +517,9 @@ class ServeRequest(Callback):
         returns the state's index in the history."""
         _, index, state, optimizers = self.best  # type: ignore[misc]
         pl_module.model.load_state_dict(state)  # type: ignore[union-attr]
-        for optimizer, saved, base in zip(trainer.optimizers, optimizers, self.base_lrs):
+        for optimizer, saved in zip(trainer.optimizers, optimizers):
             optimizer.load_state_dict(copy.deepcopy(saved))
-            for group, lr in zip(optimizer.param_groups, base):
-                group["lr"] = lr * self.lr_scale
+        self._set_lrs(trainer, 1.0)  # the saved states hold the rates of their time
         self.last_check = -1  # the model is no longer the state last checked: a run ending now re-checks it
         return index
 
@@ -485,10 +537,9 @@ class ServeRequest(Callback):
         if self.budget is not None and self.budget - self.steps < self.interval:
             return False
         self.lr_scale *= BACKOFF_FACTOR
-        for config in getattr(trainer, "lr_scheduler_configs", []):
-            if hasattr(config.scheduler, "base_lrs"):  # a schedule would otherwise set the old rates again
-                config.scheduler.base_lrs = [lr * BACKOFF_FACTOR for lr in config.scheduler.base_lrs]
         index = self._restore_best(trainer, pl_module)
+        self._set_lrs(trainer, BACKOFF_FACTOR)
+        self.lr_changed_at = self.steps
         self.backoffs.append({"step": float(self.steps), "to_step": self.history[index]["step"], "lr_scale": self.lr_scale,
                               "reason": reason})  # type: ignore[dict-item]
         self.violations, self.violated_values = 0, []
@@ -643,7 +694,8 @@ class ServeRequest(Callback):
             target=None if self.target is None else asdict(self.target), reached=reached, stopped_by=self.stopped_by,
             steps=self.steps, budget_steps=self.budget, returned_step=int(after["step"]), restored=returned != final,
             check_time_s=self.check_time, checks=len(self.history), guard=self.guard, guard_events=list(self.guard_events),
-            rollbacks=list(self.rollbacks), backoffs=list(self.backoffs), budget_extensions=self.extensions,
+            rollbacks=list(self.rollbacks), backoffs=list(self.backoffs), speedups=list(self.speedups),
+            budget_extensions=self.extensions,
             before={k: v for k, v in self.before.items() if k != "ref"},
             after={k: v for k, v in after.items() if k != "step"},
             history=list(self.history),
@@ -681,7 +733,7 @@ class ServeRequest(Callback):
 
     # ---------------------------------------------------------------- state
     _RESUMED = ("violations", "violated_since", "violated_values", "rolled_back", "rollbacks", "extensions",
-                "budget", "next_check", "interval", "backoffs", "lr_scale", "base_lrs")
+                "budget", "next_check", "interval", "backoffs", "lr_scale", "base_lrs", "speedups", "lr_changed_at")
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run decides by: counters, history, the best checked state (weights and

@@ -75,7 +75,7 @@ def test_instance_target_is_the_held_out_accuracy_of_the_same_classes_within_two
 
 
 # ----------------------------------------------------------------------------- decisions on controlled checks
-def _drive(checks, *, rolls_back=True, interval=8, before=0.9, checked=500, lr=None):
+def _drive(checks, *, rolls_back=True, interval=8, before=0.9, checked=500, lr=None, budget=None):
     """Feed ServeRequest's decision rule class-wise measurements ``(step, forget, retained)``, as the
     checks of a run would; returns the request and whether it stopped the run. With ``lr``, the
     run has an SGD optimiser (so it can back off); without, it has none (it cannot)."""
@@ -88,7 +88,7 @@ def _drive(checks, *, rolls_back=True, interval=8, before=0.9, checked=500, lr=N
     request.history = [{"step": 0.0, **request.before}]
     request.loaders = {"retained_heldout": SimpleNamespace(dataset=range(checked))}
     request.base_lrs = [[lr]] if lr is not None else []
-    request.interval = interval
+    request.interval, request.budget = interval, budget
     request.best = (request.target.distance(1.0), 0, _copy_state(module), [o.state_dict() for o in optimizers])
     request.module, request.trainer = module, trainer  # (for the assertions)
     for step, forget, retained in checks:
@@ -129,6 +129,22 @@ def test_guard_end_backs_off_to_the_best_state_with_halved_learning_rates_twice_
     assert request.history[request.best[1]]["step"] == 8.0
     assert all(torch.equal(v, best[k]) for k, v in request.module.model.state_dict().items())  # the step-8 weights
     assert _drive(checks[:4])[1]  # no optimiser to slow down: the run ends at once
+
+
+def test_a_slow_run_doubles_its_learning_rates_until_its_pace_reaches_the_aim_within_the_budget():
+    slow_then_fast = [(8, 0.9, 0.89), (16, 0.89, 0.89), (24, 0.88, 0.89), (32, 0.5, 0.89), (40, 0.3, 0.89)]
+    request, _ = _drive(slow_then_fast, lr=0.1, budget=200)
+    # 0.01 per interval: 700 steps to the aim with 184 left -> x2 at 16; at 24 (one interval at the new
+    # rate) still slow -> x4; at 32 the pace (0.38 per interval) reaches the aim in time: no more.
+    assert [(e["step"], e["lr_scale"]) for e in request.speedups] == [(16.0, 2.0), (24.0, 4.0)]
+    assert request.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.4)
+    assert _drive([(8, 0.9, 0.89), (16, 0.5, 0.89)], lr=0.1, budget=200)[0].speedups == []  # fast enough
+    assert _drive(slow_then_fast, lr=0.1, budget=2000)[0].speedups == []  # slow, but the budget suffices
+    stalled = [(8, 0.9, 0.89)] + [(8 * k, 0.9, 0.89) for k in range(2, 8)]
+    assert len(_drive(stalled, lr=0.1, budget=200)[0].speedups) == 3  # at most SPEEDUPS doublings
+    backed_off = [(8, 0.5, 0.89), (16, 0.4, 0.86), (24, 0.4, 0.85), (32, 0.4, 0.84), (40, 0.39, 0.89), (48, 0.38, 0.89)]
+    request, _ = _drive(backed_off, lr=0.1, budget=200)
+    assert len(request.backoffs) == 1 and request.speedups == []  # a step found too large is not grown again
 
 
 def test_roll_back_only_after_a_check_that_respected_the_guard():
@@ -341,10 +357,10 @@ def test_default_request_is_served_class_wise_on_mnist(mnist_dm, lenet_original,
     benchmarks/serve_request.py found them served on all 10 classes (original seed 0). Measured here
     (class 3, seeds 0-2): NegGradPlus reached after 39, 55 and 39 steps, test accuracy on retained
     classes +0.007, 0.000 and +0.012 against before; PRU after 25, 31 and 28 steps, -0.003, -0.019
-    and +0.006. The last bound is the guard's own limit on the same split (the guard checks every
-    retained test sample here), so it holds by construction; the statistic is "reached on every
-    seed". UGradSLPlus was stopped by the guard on one seed of three before the request's roll-back
-    existed: it is not asserted.
+    and +0.005 (re-measured after the learning-rate back-off and speed-up rules: identical). The guard
+    holds the held-out D_ref (5% here, about 200 retained samples) within 2 points; the test split,
+    which no check sees, may differ from it by sampling (a standard error of the difference is about
+    1.5 points), so the bound on the test split is 3.5 points (worst measured: 1.9).
     """
     for seed in SEEDS:
         dm, original = mnist_dm("class", seed), lenet_original(seed)
@@ -352,7 +368,7 @@ def test_default_request_is_served_class_wise_on_mnist(mnist_dm, lenet_original,
         outcome = unlearned.unlearning_outcome
         assert outcome.reached and outcome.stopped_by == "target", outcome.summary()
         assert _accuracy(unlearned, dm, "forget") <= CLASS_TARGET and _accuracy(unlearned, dm, "test_forget") <= CLASS_TARGET
-        assert _accuracy(unlearned, dm, "test_retain") >= _accuracy(original, dm, "test_retain") - 0.02
+        assert _accuracy(unlearned, dm, "test_retain") >= _accuracy(original, dm, "test_retain") - 0.035
 
 
 def test_method_request_arguments_default_like_serve_request():
