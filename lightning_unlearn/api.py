@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
@@ -13,6 +17,32 @@ from lightning_unlearn.methods.registry import get_method
 from lightning_unlearn.models.classifier import Classifier
 from lightning_unlearn.models.networks import ModelName
 from lightning_unlearn.request import ServeRequest
+
+
+# Lightning's start-up lines: what hardware exists, advertisements, "fit stopped" notices.
+_BANNERS = ("GPU available", "TPU available", "HPU available", "IPU available", "💡 Tip", "`Trainer.fit` stopped")
+
+
+class _DropBanners(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith(_BANNERS)
+
+
+@contextlib.contextmanager
+def quiet(verbose: bool = False) -> Iterator[None]:
+    """Leave out Lightning's start-up banners and a deprecation notice Lightning triggers in torch,
+    unless ``verbose``; warnings and errors, and the unlearning outcome, are still shown."""
+    if verbose:
+        yield
+        return
+    logger, banner_filter = logging.getLogger("lightning.pytorch.utilities.rank_zero"), _DropBanners()
+    logger.addFilter(banner_filter)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+            yield
+    finally:
+        logger.removeFilter(banner_filter)
 
 
 def make_trainer(max_epochs: int, callbacks: list[Callback] | None = None, **trainer_kwargs: Any) -> Trainer:
@@ -37,13 +67,18 @@ def train_classifier(
     lr: float = 1e-3,
     seed: int = 0,
     callbacks: list[Callback] | None = None,
+    verbose: bool = False,
     **trainer_kwargs: Any,
 ) -> Classifier:
-    """Train a :class:`Classifier` on the whole training split (the original model)."""
+    """Train a :class:`Classifier` on the whole training split (the original model).
+
+    ``verbose=True`` shows Lightning's start-up banners (hidden by default, see :func:`quiet`).
+    """
     seed_everything(seed, workers=True, verbose=False)
     classifier = Classifier(model, datamodule.num_classes, datamodule.input_shape, lr=lr)
     trainer_kwargs.setdefault("limit_val_batches", 0)
-    make_trainer(max_epochs, callbacks, **trainer_kwargs).fit(classifier, datamodule=datamodule)
+    with quiet(verbose):
+        make_trainer(max_epochs, callbacks, **trainer_kwargs).fit(classifier, datamodule=datamodule)
     return classifier
 
 
@@ -59,6 +94,7 @@ def unlearn(
     method: str | UnlearningMethod = "finetune",
     callbacks: list[Callback] | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
+    verbose: bool = False,
     **options: Any,
 ) -> nn.Module:
     """Serve a deletion request in one call and return the unlearned model.
@@ -69,6 +105,8 @@ def unlearn(
         method: a registered method name (see :func:`available_methods`) or a method instance.
         callbacks: Trainer callbacks (stopping rules, evaluators, ...).
         trainer_kwargs: extra Trainer arguments (devices, strategy, precision, ...).
+        verbose: also show Lightning's start-up banners (hardware, tips); the outcome line and every
+            warning are shown either way.
         **options: the method's arguments (``lr``, ``max_epochs``, ...).
 
     Returns:
@@ -98,8 +136,9 @@ def unlearn(
     trainer_kwargs.setdefault("limit_val_batches", 0 if not callbacks else 1.0)
     request = next((cb for cb in callbacks or [] if isinstance(cb, ServeRequest)), None)
     budgeted = request.budget_applies() if request is not None else instance.runs_to_budget()
-    trainer = make_trainer(-1 if budgeted else max(instance.hparams.max_epochs, 1), callbacks, **trainer_kwargs)
-    trainer.fit(instance, datamodule=datamodule)
+    with quiet(verbose):
+        trainer = make_trainer(-1 if budgeted else max(instance.hparams.max_epochs, 1), callbacks, **trainer_kwargs)
+        trainer.fit(instance, datamodule=datamodule)
     model = instance.unlearned_model
     model.unlearning_outcome = instance.outcome  # type: ignore[assignment]
     return model

@@ -196,15 +196,18 @@ class UnlearningOutcome:
 
     def summary(self) -> str:
         """One line: target, whether reached, accuracies before → after, steps and wall time."""
-        target = self.target["description"] if self.target else "no target"
-        state = {True: "reached", False: "NOT reached", None: "not checked"}[self.reached]
         accs = ", ".join(
             f"{k} {self.before[k]:.3f}→{self.after[k]:.3f}" for k in ("forget", "forget_heldout", "retained_heldout")
             if k in self.before and k in self.after
         )
+        if self.target:
+            state = "reached" if self.reached else "NOT reached"
+            head = f"target {self.target['description']} {state} ({accs})"
+        else:
+            head = "no target" + (f" ({accs})" if accs else "")
         guard = f"; returned the checked state of step {self.returned_step}" if self.restored else ""
         return (
-            f"{self.method}: target {target} {state} ({accs}) after {self.steps} steps, stopped by {self.stopped_by},"
+            f"{self.method}: {head} after {self.steps} steps, stopped by {self.stopped_by},"
             f" {self.runtime_s:.2f} s ({self.check_time_s:.2f} s checks){guard}."
         )
 

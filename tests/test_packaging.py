@@ -105,3 +105,39 @@ def test_package_ships_license_and_type_marker():
     assert (PACKAGE / "py.typed").is_file()
     assert "Apache License" in (REPO / "LICENSE").read_text()
     assert "py.typed" in _pyproject()["tool"]["setuptools"]["package-data"]["lightning_unlearn"]
+
+
+def test_unlearn_leaves_out_lightning_banners_unless_verbose():
+    """``unlearn()``/``train_classifier()`` print the outcome, not Lightning's hardware lines or tips."""
+    import logging
+    import warnings
+
+    from lightning_unlearn import ClassForget, UnlearningDataModule, train_classifier, unlearn
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.INFO)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(record.getMessage())
+
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where Lightning and the outcome line log
+    collect, level = Collect(), logger.level
+    logger.addHandler(collect)
+    logger.setLevel(logging.INFO)
+    try:
+        dm = UnlearningDataModule("digits", forget=ClassForget(2), batch_size=32)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            original = train_classifier(dm, "lenet5", max_epochs=1)
+            unlearn(original, dm, "NegGradPlus", max_steps=2, target=None, guard=None)
+        quiet = "\n".join(collect.lines + [str(w.message) for w in caught])
+        assert "GPU available" not in quiet and "Tip" not in quiet and "LeafSpec" not in quiet
+        assert "NegGradPlus: no target after 2 steps" in quiet  # the outcome line stays
+        collect.lines.clear()
+        unlearn(original, dm, "NegGradPlus", max_steps=2, target=None, guard=None, verbose=True)
+        assert any(line.startswith("GPU available") for line in collect.lines)
+    finally:
+        logger.removeHandler(collect)
+        logger.setLevel(level)
