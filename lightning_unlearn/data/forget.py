@@ -78,6 +78,25 @@ class ForgetSpec(ABC):
         return kinds[kind](**{k: v for k, v in data.items() if k != "type"})
 
 
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _integers(values: Any, argument: str, what: str) -> list[int]:
+    """``values`` as a list of ints; a float, string or bool among them is an error, not coerced."""
+    if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+        raise TypeError(f"`{argument}` must be a list of integers ({what}), got {values!r} ({type(values).__name__}).")
+    values = values.tolist() if hasattr(values, "tolist") else list(values)  # numpy arrays, torch tensors
+    values = values if isinstance(values, list) else [values]
+    bad = [v for v in values if not _is_integer(v)]
+    if bad:
+        raise TypeError(
+            f"`{argument}` must be integers ({what}), got {bad[0]!r} ({type(bad[0]).__name__})"
+            + (f" and {len(bad) - 1} more" if len(bad) > 1 else "") + "."
+        )
+    return [int(v) for v in values]
+
+
 def _check_classes(classes: list[int], num_classes: int, argument: str) -> None:
     bad = [c for c in classes if not 0 <= c < num_classes]
     if bad:
@@ -97,11 +116,14 @@ class ClassForget(ForgetSpec):
     """
 
     def __init__(self, classes: int | list[int]) -> None:
-        classes = [classes] if isinstance(classes, int) else list(classes)
+        if _is_integer(classes):
+            classes = [classes]  # type: ignore[list-item]
+        elif not hasattr(classes, "__iter__") or isinstance(classes, (str, bytes)):
+            raise TypeError(f"`classes` must be an integer or a list of integers (class ids), got {classes!r}"
+                            f" ({type(classes).__name__}).")
+        classes = _integers(classes, "classes", "class ids")
         if not classes:
             raise ValueError("`classes` must name at least one class to forget, got an empty list.")
-        if any(not isinstance(c, (int, np.integer)) or isinstance(c, bool) for c in classes):
-            raise TypeError(f"`classes` must be integers, got {classes!r}.")
         if len(set(classes)) != len(classes):
             raise ValueError(f"`classes` contains duplicates: {classes}.")
         self.classes = sorted(int(c) for c in classes)
@@ -127,8 +149,10 @@ class SubclassForget(ForgetSpec):
     """
 
     def __init__(self, class_id: int, fraction: float = 0.1) -> None:
-        if not 0.0 < fraction < 1.0:
-            raise ValueError(f"`fraction` must be in (0, 1), got {fraction}.")
+        if not _is_integer(class_id):
+            raise TypeError(f"`class_id` must be an integer (a class id), got {class_id!r} ({type(class_id).__name__}).")
+        if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0.0 < fraction < 1.0:
+            raise ValueError(f"`fraction` must be a number in (0, 1), got {fraction!r}.")
         self.class_id = int(class_id)
         self.fraction = float(fraction)
 
@@ -155,10 +179,11 @@ class RandomForget(ForgetSpec):
     def __init__(self, count: int | None = None, fraction: float | None = None) -> None:
         if (count is None) == (fraction is None):
             raise ValueError(f"Give exactly one of `count` and `fraction`, got count={count}, fraction={fraction}.")
-        if count is not None and count < 1:
-            raise ValueError(f"`count` must be >= 1, got {count}.")
-        if fraction is not None and not 0.0 < fraction < 1.0:
-            raise ValueError(f"`fraction` must be in (0, 1), got {fraction}.")
+        if count is not None and (not _is_integer(count) or count < 1):
+            raise ValueError(f"`count` must be an integer >= 1, got {count!r}.")
+        if fraction is not None and (not isinstance(fraction, (int, float)) or isinstance(fraction, bool)
+                                     or not 0.0 < fraction < 1.0):
+            raise ValueError(f"`fraction` must be a number in (0, 1), got {fraction!r}.")
         self.count = count
         self.fraction = fraction
 
@@ -180,7 +205,7 @@ class IndexForget(ForgetSpec):
     """
 
     def __init__(self, indices: list[int]) -> None:
-        indices = [int(i) for i in indices]
+        indices = _integers(indices, "indices", "dataset indices")
         if not indices:
             raise ValueError("`indices` is empty: give at least one dataset index to forget.")
         seen: set[int] = set()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 import tempfile
 import time
@@ -14,6 +15,7 @@ from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from lightning_unlearn.data.datamodule import SPLITS
 from lightning_unlearn.metrics.accuracy import SplitAccuracy
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
@@ -124,6 +126,13 @@ def _build_from_checkpoint(
     return model, arch
 
 
+def _check_number(name: str, value: Any, expected: str, valid: Any) -> None:
+    """A finite real number for which ``valid`` holds, or a one-line error naming the argument."""
+    finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not finite or not valid(value):
+        raise ValueError(f"`{name}` must be a finite number {expected}, got {value!r}.")
+
+
 class UnlearningMethod(LightningModule):
     """Base class of the unlearning methods.
 
@@ -213,10 +222,14 @@ class UnlearningMethod(LightningModule):
             )
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be an nn.Module or LightningModule, got {type(model).__name__}.")
-        if lr <= 0:
-            raise ValueError(f"`lr` must be > 0, got {lr}.")
-        if max_epochs < 0:
-            raise ValueError(f"`max_epochs` must be >= 0, got {max_epochs}.")
+        _check_number("lr", lr, "> 0", lambda v: v > 0)
+        _check_number("weight_decay", weight_decay, ">= 0", lambda v: v >= 0)
+        _check_number("momentum", momentum, "in [0, 1]", lambda v: 0 <= v <= 1)
+        if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 0:
+            raise ValueError(f"`max_epochs` must be an integer >= 0, got {max_epochs!r}.")
+        unknown = [s for s in ([val_splits] if isinstance(val_splits, str) else val_splits) if s not in SPLITS]
+        if isinstance(val_splits, str) or unknown:
+            raise ValueError(f"`val_splits` must be a list of split names among {list(SPLITS)}, got {val_splits!r}.")
         validate_request_options(target, guard, strict, max_steps, min_steps, check_every)
         if strict and not self.iterative:
             raise ValueError(

@@ -67,7 +67,7 @@ def test_bad_requests_have_clear_errors():
         select(IndexForget(CANDIDATES.tolist()))
     with pytest.raises(ValueError, match="`classes` must name at least one class"):
         ClassForget([])
-    with pytest.raises(ValueError, match="`fraction` must be in \\(0, 1\\), got 1.5"):
+    with pytest.raises(ValueError, match="`fraction` must be a number in \\(0, 1\\), got 1.5"):
         SubclassForget(0, 1.5)
     with pytest.raises(ValueError, match="Give exactly one of `count` and `fraction`"):
         RandomForget(count=3, fraction=0.1)
@@ -77,3 +77,32 @@ def test_bad_requests_have_clear_errors():
         RandomForget(fraction=0.001).select(CANDIDATES, LABELS, 5, 0)
     with pytest.raises(ValueError, match="Unknown forget specification type 'Nope'"):
         ForgetSpec.from_dict({"type": "Nope"})
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda: IndexForget([5.7, 9.2]), TypeError, r"`indices` must be integers \(dataset indices\), got 5.7 \(float\)"),
+        (lambda: IndexForget(["5", "9"]), TypeError, r"`indices` must be integers .* got '5' \(str\)"),
+        (lambda: IndexForget([True]), TypeError, r"`indices` must be integers .* got True \(bool\)"),
+        (lambda: IndexForget(np.array([3.0, 4.0])), TypeError, r"`indices` must be integers .* got 3.0 \(float\)"),
+        (lambda: IndexForget(5), TypeError, r"`indices` must be a list of integers"),
+        (lambda: ClassForget(3.0), TypeError, r"`classes` must be an integer or a list of integers \(class ids\), got 3.0"),
+        (lambda: ClassForget("3"), TypeError, r"`classes` must be an integer or a list of integers .* got '3' \(str\)"),
+        (lambda: ClassForget([1, 2.5]), TypeError, r"`classes` must be integers \(class ids\), got 2.5 \(float\)"),
+        (lambda: SubclassForget(class_id=3.7), TypeError, r"`class_id` must be an integer \(a class id\), got 3.7"),
+        (lambda: SubclassForget(3, fraction="0.1"), ValueError, r"`fraction` must be a number in \(0, 1\), got '0.1'"),
+        (lambda: RandomForget(count=2.5), ValueError, r"`count` must be an integer >= 1, got 2.5"),
+        (lambda: RandomForget(fraction=float("nan")), ValueError, r"`fraction` must be a number in \(0, 1\), got nan"),
+    ],
+)
+def test_a_request_of_the_wrong_type_is_refused_not_coerced(make, error, match):
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_integer_arrays_are_requests_too():
+    import torch
+
+    assert IndexForget(np.array([3, 4])).indices == [3, 4] == IndexForget(torch.tensor([3, 4])).indices
+    assert ClassForget(np.int64(3)).classes == [3] and SubclassForget(np.int64(3)).class_id == 3

@@ -111,8 +111,19 @@ def test_model_without_head_is_rejected_before_anything_runs(digits_setup):
 
 def test_bad_method_arguments(digits_setup):
     _, model = digits_setup
-    with pytest.raises(ValueError, match="`lr` must be > 0, got -1"):
+    with pytest.raises(ValueError, match="`lr` must be a finite number > 0, got -1"):
         GradientAscent(model, lr=-1)
+    for options, match in [
+        ({"lr": float("nan")}, "`lr` must be a finite number > 0, got nan"),
+        ({"lr": "1e-3"}, "`lr` must be a finite number > 0, got '1e-3'"),
+        ({"weight_decay": -1}, "`weight_decay` must be a finite number >= 0, got -1"),
+        ({"momentum": 2.0}, r"`momentum` must be a finite number in \[0, 1\], got 2.0"),
+        ({"max_epochs": 1.5}, "`max_epochs` must be an integer >= 0, got 1.5"),
+        ({"val_splits": ("nope",)}, r"`val_splits` must be a list of split names among \['train', .*got \('nope',\)"),
+        ({"val_splits": "forget"}, "`val_splits` must be a list of split names .* got 'forget'"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            GradientAscent(model, **options)
     with pytest.raises(ValueError, match="`model` is required"):
         GradientAscent()
     with pytest.raises(TypeError, match="`model` must be an nn.Module or LightningModule, got str"):
