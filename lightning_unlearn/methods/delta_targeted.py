@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -82,8 +84,8 @@ class DeltaTargeted(SoftTargetMethod):
             raise ValueError(f"`delta` (probability of keeping the true label) must be in [0, 1], got {delta}.")
         if lam <= 0:
             raise ValueError(f"`lam` (the loss exponent λ) must be > 0, got {lam}.")
-        if loss_threshold < 0:
-            raise ValueError(f"`loss_threshold` (the paper's ε) must be >= 0, got {loss_threshold}.")
+        if not isinstance(loss_threshold, (int, float)) or isinstance(loss_threshold, bool) or not 0 <= loss_threshold < math.inf:
+            raise ValueError(f"`loss_threshold` (the paper's ε) must be a finite number >= 0, got {loss_threshold!r}.")
         super().__init__(model, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
         self.delta, self.lam, self.loss_threshold = delta, lam, loss_threshold
         self.register_buffer("_epoch_loss", torch.zeros(2), persistent=False)  # (sum of losses, sample count)

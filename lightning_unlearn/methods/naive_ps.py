@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from typing import TYPE_CHECKING, Any
@@ -178,8 +179,8 @@ class NaivePS(_OneShot):
         super().__init__(model, max_epochs=max_epochs, **kwargs)
         self.save_hyperparameters(ignore=["model", "recording"])
         self.automatic_optimization = False
-        if ridge < 0:
-            raise ValueError(f"`ridge` must be >= 0, got {ridge}.")
+        if not isinstance(ridge, (int, float)) or isinstance(ridge, bool) or not 0 <= ridge < math.inf:
+            raise ValueError(f"`ridge` must be a finite number >= 0, got {ridge!r}.")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"`batch_size` must be >= 1 or None, got {batch_size}.")
         if isinstance(recording, PrototypeRecorder) and recording._recording is None:

@@ -57,5 +57,7 @@ def test_bad_input(original_lenet) -> None:
         DeltaTargeted(original_lenet, delta=1.5)
     with pytest.raises(ValueError, match=r"`lam` .* must be > 0, got 0"):
         DeltaTargeted(original_lenet, lam=0)
-    with pytest.raises(ValueError, match=r"`loss_threshold` .* must be >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"`loss_threshold` .* must be a finite number >= 0, got -1"):
         DeltaTargeted(original_lenet, loss_threshold=-1)
+    with pytest.raises(ValueError, match=r"`loss_threshold` .* must be a finite number >= 0, got nan"):
+        DeltaTargeted(original_lenet, loss_threshold=float("nan"))

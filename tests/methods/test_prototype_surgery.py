@@ -144,8 +144,10 @@ def test_bad_input(digits):
         NaivePS(nn.Sequential(nn.Flatten(), nn.Linear(64, 10)), recording=recorder)
     with pytest.raises(TypeError, match="`recording` must be a PrototypeRecorder"):
         NaivePS(model, recording=3)
-    with pytest.raises(ValueError, match="`ridge` must be >= 0"):
+    with pytest.raises(ValueError, match="`ridge` must be a finite number >= 0, got -1.0"):
         NaivePS(model, recording=recorder, ridge=-1.0)
+    with pytest.raises(ValueError, match="`ridge` must be a finite number >= 0, got nan"):
+        NaivePS(model, recording=recorder, ridge=float("nan"))
     with pytest.raises(ValueError, match="`top_k` must be < the number of classes"):
         PS(model, top_k=10)
     with pytest.raises(ValueError, match="`train` must be one of"):
