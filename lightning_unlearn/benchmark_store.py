@@ -115,6 +115,7 @@ def _locked(out: Path) -> Iterator[None]:
         try:
             yield
         finally:
+            lock_path.unlink(missing_ok=True)  # no file left behind (a run starting just now fails or locks anew)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -154,6 +155,70 @@ def plan_runs(config: Mapping[str, Any], done: Mapping[tuple[str, int, str], Run
             if pending:
                 plan.setdefault(seed, {})[scenario] = pending
     return plan
+
+
+RUN_FOLDER_FILES = ("model.pt", "manifest.json", "config.yaml")
+"""What a run folder written by ``lightning-unlearn unlearn`` holds (what an overwrite may replace)."""
+
+
+def check_output(out: Path, overwrite: bool, inputs: dict[str, Any]) -> None:
+    """Refuse an ``output`` whose replacement would destroy anything but an earlier run folder.
+
+    Args:
+        out: the run folder to write.
+        overwrite: whether an existing run folder may be replaced.
+        inputs: ``{argument: path}`` of the files the run reads (checkpoint, recording, manifest, ...).
+
+    Raises:
+        ValueError: ``out`` is an existing file, an existing folder that is not a run folder, or
+            is (or holds) one of the inputs.
+        FileExistsError: ``out`` is a run folder and ``overwrite`` is false.
+    """
+    target = out.resolve()
+    for argument, path in inputs.items():
+        if path is None:
+            continue
+        source = Path(str(path)).resolve()
+        if source == target or target in source.parents:
+            raise ValueError(
+                f"`--output` {str(out)!r} is or holds the input `{argument}` {str(path)!r}: writing the run there would"
+                " replace it. Choose another folder."
+            )
+    if not out.exists() and not out.is_symlink():
+        return
+    if not out.is_dir():
+        raise ValueError(f"`--output` {str(out)!r} is an existing file, not a run folder: choose a folder name.")
+    entries = {p.name for p in out.iterdir()}
+    if entries and not set(RUN_FOLDER_FILES) <= entries:
+        raise ValueError(
+            f"`--output` {str(out)!r} is a folder that holds other files, not a run folder ({', '.join(RUN_FOLDER_FILES)}):"
+            " an overwrite would delete them. Choose a new folder."
+        )
+    if not overwrite:
+        raise FileExistsError(f"`--output` {str(out)!r} exists; pass `--overwrite true` to replace it.")
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``out`` for the whole run: a second run into the same folder fails at
+    once instead of after its training (POSIX ``flock``; elsewhere no lock)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        yield
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.parent / f".{out.name}.lock"
+    with open(lock_path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FileExistsError(f"Another run is writing `--output` {str(out)!r} (lock {str(lock_path)!r}).") from None
+        try:
+            yield
+        finally:
+            lock_path.unlink(missing_ok=True)  # no file left behind (a run starting just now fails or locks anew)
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def publish_dir(tmp: Path, out: Path, overwrite: bool) -> None:

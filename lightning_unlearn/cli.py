@@ -18,6 +18,7 @@ is an error that lists the registered ones.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -36,6 +37,7 @@ import lightning_unlearn.callbacks  # noqa: F401  (callbacks selectable by class
 import lightning_unlearn.methods  # noqa: F401  (every method selectable by class name)
 from lightning_unlearn._version import __version__
 from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
+from lightning_unlearn.benchmark_store import check_output, output_lock
 from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.methods.base import UnlearningMethod, load_model_weights, model_from_checkpoint
 from lightning_unlearn.methods.registry import get_method
@@ -227,9 +229,18 @@ class UnlearningCLI(LightningCLI):
             return
         config = self.config["unlearn"]
         parser = self._parser("unlearn")
-        if Path(config["output"]).exists() and not config["overwrite"]:
-            parser.error(f"`--output` {config['output']!r} exists; pass `--overwrite true` to replace it.")
-        checkpoint = config["method"]["init_args"].get("checkpoint")
+        init_args = config["method"]["init_args"]
+        data_args = (config.get("data") or {}).get("init_args", config.get("data")) or {}
+        inputs = {"--method.checkpoint": init_args.get("checkpoint"), "--data.manifest": data_args.get("manifest"),
+                  "--data.root": data_args.get("root")}
+        recording = init_args.get("recording")
+        if isinstance(recording, (str, os.PathLike)):
+            inputs["--method.recording"] = recording
+        try:  # never destroy anything but an earlier run folder, and never an input
+            check_output(Path(config["output"]), bool(config["overwrite"]), inputs)
+        except (ValueError, FileExistsError) as err:
+            parser.error(str(err))
+        checkpoint = init_args.get("checkpoint")
         if checkpoint is not None:
             try:
                 check_file(checkpoint, "--method.checkpoint")
@@ -288,10 +299,17 @@ class UnlearningCLI(LightningCLI):
                 (against the original model) into ``report.json``.
         """
         out = Path(output)
-        if out.exists() and not overwrite:
-            raise FileExistsError(f"`output` {str(out)!r} exists; pass --overwrite true to replace it.")
+        check_output(out, overwrite, {})
         method: UnlearningMethod = self.model  # type: ignore[assignment]
         original = copy.deepcopy(method.unlearned_model).eval() if evaluate else None
+        # One run per output folder: a second one fails here, before its training (the first process only:
+        # the launcher's other processes carry LOCAL_RANK > 0 and write nothing).
+        rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
+        with output_lock(out) if rank_zero else contextlib.nullcontext():
+            return self._fit_and_write(method, out, overwrite, evaluate, original)
+
+    def _fit_and_write(self, method: UnlearningMethod, out: Path, overwrite: bool, evaluate: bool,
+                       original: torch.nn.Module | None) -> Path | None:
         self.trainer.fit(method, datamodule=self.datamodule)
         if not self.trainer.is_global_zero:
             return None

@@ -182,3 +182,38 @@ def test_output_is_never_half_written(original_ckpt, tmp_path, monkeypatch, caps
     with pytest.raises(SystemExit):
         _unlearn(["--method", "GradientAscent", "--method.checkpoint", str(original_ckpt), *DIGITS, "--output", str(out)])
     assert "exists; pass `--overwrite true`" in capsys.readouterr().err
+
+
+def test_an_overwrite_never_destroys_an_input_a_file_or_a_folder_that_is_not_a_run(original_ckpt, tmp_path, capsys):
+    import hashlib
+
+    from lightning_unlearn.benchmark_store import output_lock
+
+    ckpt = tmp_path / "inputs" / "original.ckpt"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(original_ckpt.read_bytes())
+    digest = hashlib.sha256(ckpt.read_bytes()).hexdigest()
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "data.csv").write_text("1,2")
+    base = ["--method", "GradientAscent", "--method.checkpoint", str(ckpt), "--method.max_steps", "1", *DIGITS, "--overwrite", "true"]
+    for output, message in [
+        (ckpt, "is or holds the input `--method.checkpoint`"),
+        (ckpt.parent, "is or holds the input `--method.checkpoint`"),
+        (tmp_path / "notes.txt", "is an existing file, not a run folder"),
+        (tmp_path / "folder", "is a folder that holds other files, not a run folder"),
+    ]:
+        with pytest.raises(SystemExit):
+            _unlearn([*base, "--output", str(output)])
+        assert message in capsys.readouterr().err
+    assert hashlib.sha256(ckpt.read_bytes()).hexdigest() == digest  # every input and file is intact
+    assert (tmp_path / "notes.txt").read_text() == "mine" and (tmp_path / "folder" / "data.csv").read_text() == "1,2"
+
+    run = tmp_path / "run"
+    _unlearn([*base, "--output", str(run)])
+    first = (run / "model.pt").stat().st_mtime_ns
+    _unlearn([*base, "--output", str(run)])  # an earlier run folder is what an overwrite replaces
+    assert (run / "model.pt").stat().st_mtime_ns != first
+    with output_lock(run):  # another run is writing there: fail before training, leave it alone
+        with pytest.raises(FileExistsError, match="Another run is writing `--output`"):
+            _unlearn([*base, "--output", str(run)])
