@@ -291,6 +291,9 @@ class UnlearningDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.dataloader("test")
 
+    def predict_dataloader(self) -> DataLoader:
+        return self.dataloader("test")
+
     # ------------------------------------------------------------------- manifest
     def manifest_dict(self) -> dict[str, Any]:
         self.setup()

@@ -246,6 +246,7 @@ class UnlearningMethod(LightningModule):
         self.val_splits = tuple(val_splits)
         # One correctness flag per dataset index: exact under DDP, where DistributedSampler pads the shards.
         self.val_accuracy = nn.ModuleDict({s: SplitAccuracy() for s in self.val_splits})
+        self.test_accuracy = nn.ModuleDict()
         self.runtime_s = 0.0
         self.outcome: UnlearningOutcome | None = None
         self._t_start: float | None = None
@@ -341,8 +342,27 @@ class UnlearningMethod(LightningModule):
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self._active_val_splits[dataloader_idx] if self._active_val_splits else self.val_splits[dataloader_idx]
-        x, y = split_batch(batch)
         metric = self.val_accuracy[split]
+        self._update_accuracy(metric, batch)
+        self.log(f"val/{split}_acc", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
+
+    def test_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
+        """``trainer.test(method, datamodule=dm)``: the accuracy of the current model on the test split (``test/acc``)."""
+        key = str(dataloader_idx)
+        if key not in self.test_accuracy:
+            self.test_accuracy[key] = SplitAccuracy().to(self.device)
+        metric = self.test_accuracy[key]
+        self._update_accuracy(metric, batch)
+        self.log("test/acc" if dataloader_idx == 0 else f"test/acc_{dataloader_idx}", metric, on_step=False, on_epoch=True,
+                 add_dataloader_idx=False)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """``trainer.predict(method, ...)``: the current model's logits of each batch's inputs."""
+        x = split_batch(batch)[0] if isinstance(batch, (list, tuple)) else batch
+        return self(x)
+
+    def _update_accuracy(self, metric: SplitAccuracy, batch: Any) -> None:
+        x, y = split_batch(batch)
         if len(batch) >= 3:
             indices = torch.as_tensor(batch[2])
         elif self.trainer.world_size == 1:  # (x, y) batches: positions in the loader identify the samples on one process
@@ -350,12 +370,11 @@ class UnlearningMethod(LightningModule):
             indices = torch.arange(seen, seen + len(y))
         else:
             raise ValueError(
-                f"{type(self).__name__} validates on several processes from batches of (x, y): each batch needs the"
+                f"{type(self).__name__} evaluates on several processes from batches of (x, y): each batch needs the"
                 " samples' dataset indices as its third element, (x, y, index), so that the samples DistributedSampler"
                 " repeats are counted once (UnlearningDataModule's loaders provide them)."
             )
         metric.update(self(x), y, indices)
-        self.log(f"val/{split}_acc", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
 
     # ------------------------------------------------------------- the request
     def configure_callbacks(self) -> list[Callback]:

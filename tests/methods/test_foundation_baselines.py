@@ -163,3 +163,17 @@ def test_checkpoint_errors(digits_setup, tmp_path):
     torch.save(nn.Linear(3, 3).state_dict(), other)
     with pytest.raises(ValueError, match="is of another architecture than LeNet5: its parameter names do not match"):
         create_method("FineTune", LeNet5(10, 1, 8), checkpoint=str(other))
+
+
+def test_trainer_test_and_predict_work_on_a_method_like_on_any_lightning_module(digits_setup):
+    from lightning.pytorch import Trainer
+
+    from lightning_unlearn.outputs import predict
+
+    dm, model = digits_setup
+    method = GradientAscent(model)
+    trainer = Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
+    expected = predict(model, dm.dataloader("test"))
+    assert trainer.test(method, datamodule=dm, verbose=False) == [{"test/acc": pytest.approx(expected.accuracy)}]
+    logits = torch.cat(trainer.predict(method, datamodule=dm))
+    assert torch.allclose(logits, expected.logits, atol=1e-5)
