@@ -11,7 +11,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
-from torch.utils.data import DataLoader, Dataset, RandomSampler, Subset
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 
 from lightning_unlearn.data.datasets import DatasetName, DatasetPair, IndexedDataset, _targets, load_dataset
 from lightning_unlearn.data.forget import ClassForget, ForgetSpec, IndexForget
@@ -43,7 +43,7 @@ class EpochRandomSampler(RandomSampler):
 
     Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a
     checkpoint sees the same batches as an uninterrupted one. Under DDP Lightning replaces
-    it by a shuffling ``DistributedSampler`` (it is a ``RandomSampler``).
+    several processes, :func:`shard_for_processes` gives each its interleaved share of that order.
     """
 
     def __init__(self, data_source: Dataset, seed: int) -> None:
@@ -52,6 +52,26 @@ class EpochRandomSampler(RandomSampler):
 
     def set_epoch(self, epoch: int) -> None:
         self.generator.manual_seed(self.seed + 1_000_003 * epoch)  # type: ignore[union-attr]
+
+
+def shard_for_processes(sampler: Sampler) -> Sampler:
+    """Under several processes, each takes every ``world``-th position of ``sampler``'s order.
+
+    Lightning would otherwise wrap a training sampler in a ``DistributedSampler`` that re-shuffles
+    its order with a seed of its own, so the processes' batches together held other samples than
+    one process's batch. Interleaved shards of the same order keep them identical: with a
+    per-process batch of ``batch / world``, the union of the processes' k-th batches is the single
+    process's k-th batch (the last one of an epoch may repeat a sample, as ``DistributedSampler``
+    pads). On one process ``sampler`` is returned as it is.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return sampler
+    world = torch.distributed.get_world_size()
+    if world == 1:
+        return sampler
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    return DistributedSamplerWrapper(sampler, num_replicas=world, rank=torch.distributed.get_rank(), shuffle=False)
 
 
 class UnlearningDataModule(LightningDataModule):
@@ -263,7 +283,7 @@ class UnlearningDataModule(LightningDataModule):
         return DataLoader(
             dataset,
             batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
-            sampler=EpochRandomSampler(dataset, self.seed) if shuffle else None,
+            sampler=shard_for_processes(EpochRandomSampler(dataset, self.seed)) if shuffle else None,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
@@ -286,9 +306,6 @@ class UnlearningDataModule(LightningDataModule):
         return hook(self) if callable(hook) else self.dataloader("test")
 
     def test_dataloader(self) -> DataLoader:
-        return self.dataloader("test")
-
-    def predict_dataloader(self) -> DataLoader:
         return self.dataloader("test")
 
     def predict_dataloader(self) -> DataLoader:

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Sampler, Subset
 
+from lightning_unlearn.data.datamodule import shard_for_processes
 from lightning_unlearn.data.seeding import index_uniform
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import predictive_entropy, spa_targets
@@ -185,7 +186,7 @@ class SULI(SU):
         dataset = datamodule.split_dataset("forget")
         n = len(dataset)
         sampler = LayerSampler(self, math.ceil(n / self.num_layers(n)), self.hparams.seed)
-        return DataLoader(dataset, batch_size=datamodule.batch_size, sampler=sampler, num_workers=datamodule.num_workers,
+        return DataLoader(dataset, batch_size=datamodule.batch_size, sampler=shard_for_processes(sampler), num_workers=datamodule.num_workers,
                           persistent_workers=datamodule.num_workers > 0)
 
     def compute_targets(self) -> None:
