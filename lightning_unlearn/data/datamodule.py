@@ -203,7 +203,10 @@ class UnlearningDataModule(LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.indices:
             return
-        if self.manifest is not None and Path(self.manifest).exists():
+        if self.manifest is not None:
+            if not Path(self.manifest).is_file():  # a typo must not silently draw a fresh split
+                raise FileNotFoundError(f"`manifest` {str(self.manifest)!r} is not a file: give the manifest.json of a run"
+                                        " (written by save_manifest), or leave `manifest` unset to draw the split.")
             self.indices = self._read_manifest(self.manifest)
             return
         targets = self.data.train_targets
@@ -341,7 +344,36 @@ class UnlearningDataModule(LightningDataModule):
             if payload.get(key, 0 if key == "split_seed" else None) != value:
                 raise ValueError(f"Manifest {path!r} has {key}={payload.get(key)!r}, but this data module has {value!r}.")
         self.forget = ForgetSpec.from_dict(payload["forget_spec"])
-        return {k: np.asarray(v, dtype=np.int64) for k, v in payload["indices"].items()}
+        indices = {k: np.asarray(v) for k, v in payload["indices"].items()}
+        self._check_indices(indices, path)
+        return {k: v.astype(np.int64) for k, v in indices.items()}
+
+    def _check_indices(self, indices: dict[str, np.ndarray], path: str) -> None:
+        """A manifest's splits are integer, in-range, duplicate-free indices, and D_f, D_r partition the training split."""
+        sizes = {"test_forget": len(self.data.test), "test_retain": len(self.data.test)}  # type: ignore[arg-type]
+        for name in ("train", "forget", "retain"):
+            if name not in indices:
+                raise ValueError(f"Manifest {path!r} has no {name!r} split.")
+        for name, values in indices.items():
+            if name not in SPLITS:
+                raise ValueError(f"Manifest {path!r} has an unknown split {name!r} (known: {list(SPLITS)}).")
+            if values.size and (values.ndim != 1 or not np.issubdtype(values.dtype, np.integer)):
+                raise ValueError(f"Manifest {path!r}: split {name!r} must be a list of integer indices.")
+            bound = sizes.get(name, len(self.data.train))  # type: ignore[arg-type]
+            bad = values[(values < 0) | (values >= bound)]
+            if bad.size:
+                raise ValueError(f"Manifest {path!r}: split {name!r} holds indices outside 0..{bound - 1}: {bad[:5].tolist()}.")
+            if np.unique(values).size != values.size:
+                raise ValueError(f"Manifest {path!r}: split {name!r} holds duplicated indices.")
+        train, forget, retain = indices["train"], indices["forget"], indices["retain"]
+        if np.intersect1d(forget, retain).size or np.setxor1d(np.union1d(forget, retain), train).size:
+            raise ValueError(
+                f"Manifest {path!r}: 'forget' and 'retain' must split 'train' exactly (no sample in both, none missing);"
+                " a retain split holding forget samples would train on the deleted data."
+            )
+        held_out = np.concatenate([indices.get("new", np.empty(0, int)), indices.get("ref", np.empty(0, int))])
+        if np.intersect1d(held_out, train).size:
+            raise ValueError(f"Manifest {path!r}: held-out splits ('new', 'ref') overlap the training split.")
 
     # --------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:

@@ -205,3 +205,35 @@ def test_manifest_records_the_split_seed(tmp_path):
     with pytest.raises(ValueError, match="has split_seed=2, but this data module has 0"):
         UnlearningDataModule("digits", manifest=str(path)).setup()
     UnlearningDataModule("digits", manifest=str(path), split_seed=2).setup()
+
+
+def test_a_manifest_is_read_as_given_or_refused(tmp_path):
+    """A manifest path that is not a file, or a manifest whose splits are not a partition of valid
+    indices, is an error naming it: never a fresh split, the last sample for -1, or training on D_f."""
+    import json
+
+    dm = UnlearningDataModule("digits", forget=ClassForget(0))
+    path = dm.save_manifest(tmp_path / "manifest.json")
+    good = json.loads(path.read_text())
+    with pytest.raises(FileNotFoundError, match="`manifest` .*manifest.jsn' is not a file"):
+        UnlearningDataModule("digits", manifest=str(tmp_path / "manifest.jsn")).setup()
+
+    def broken(change) -> str:
+        payload = json.loads(json.dumps(good))
+        change(payload["indices"])
+        bad = tmp_path / "bad.json"
+        bad.write_text(json.dumps(payload))
+        return str(bad)
+
+    first_forget = good["indices"]["forget"][0]
+    cases = [
+        (lambda i: i["forget"].__setitem__(0, -1), r"split 'forget' holds indices outside 0\.\.\d+: \[-1\]"),
+        (lambda i: i["retain"].append(first_forget), "holds duplicated indices|'forget' and 'retain' must split 'train' exactly"),
+        (lambda i: i["retain"].pop(), "'forget' and 'retain' must split 'train' exactly"),
+        (lambda i: i["forget"].__setitem__(0, 5.5), "split 'forget' must be a list of integer indices"),
+        (lambda i: i.pop("retain"), "has no 'retain' split"),
+        (lambda i: i.__setitem__("ref", [good["indices"]["train"][0]]), r"held-out splits \('new', 'ref'\) overlap the training split"),
+    ]
+    for change, match in cases:
+        with pytest.raises(ValueError, match=match):
+            UnlearningDataModule("digits", manifest=broken(change)).setup()
