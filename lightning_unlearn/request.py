@@ -775,9 +775,12 @@ def trainer_rank_zero(pl_module: LightningModule) -> bool:
 
 def _hint(outcome: UnlearningOutcome) -> str:
     if getattr(outcome, "stopped_by", "") == "one-shot":
-        return "It is a closed-form method: it cannot iterate towards the target; try an iterative method (e.g. SU, PRU, UGradSL+)."
-    if outcome.stopped_by == "guard":
-        return "The guard stopped it first: try a smaller `lr`, or a method that also uses the retain set (e.g. UGradSL+, SCRUB)."
+        return "It is a closed-form method: it cannot iterate towards the target; try an iterative method (e.g. NegGradPlus, UGradSLPlus)."
+    slowed = f" (also at learning rates halved {len(outcome.backoffs)} times)" if outcome.backoffs else ""
+    if outcome.stopped_by in ("guard", "non-finite loss"):
+        return (f"It damaged the retained classes before it forgot{slowed}: try a method that also descends on the retain"
+                " set (e.g. NegGradPlus, UGradSLPlus), or a larger `guard` if that damage is acceptable.")
     if outcome.target and outcome.target["kind"] == "instance" and outcome.after.get("forget", 1.0) < outcome.target["aim"]:
         return "It forgot too much between two checks: try a smaller `lr` or `check_every`."
-    return "Try a larger `max_steps` or `lr`."
+    sped = f" (its learning rates were already doubled {len(outcome.speedups)} times)" if outcome.speedups else ""
+    return f"Try a larger `max_steps`{sped} or `lr`."
