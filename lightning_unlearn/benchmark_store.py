@@ -115,7 +115,6 @@ def _locked(out: Path) -> Iterator[None]:
         try:
             yield
         finally:
-            lock_path.unlink(missing_ok=True)  # no file left behind (a run starting just now fails or locks anew)
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
@@ -234,9 +233,28 @@ def publish_dir(tmp: Path, out: Path, overwrite: bool) -> None:
     if out.exists():
         if not overwrite:
             raise FileExistsError(f"`output` {str(out)!r} exists; pass overwrite=True (--overwrite true) to replace it.")
+        if _exchange(tmp, out):  # one atomic swap: at every instant `out` is the old run or the new one
+            shutil.rmtree(tmp, ignore_errors=True)
+            return
         trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
         os.replace(out, trash / out.name)
         os.replace(tmp, out)
         shutil.rmtree(trash, ignore_errors=True)
     else:
         os.replace(tmp, out)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

@@ -6,6 +6,7 @@ in tests/test_distributed.py.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -217,3 +218,26 @@ def test_an_overwrite_never_destroys_an_input_a_file_or_a_folder_that_is_not_a_r
     with output_lock(run):  # another run is writing there: fail before training, leave it alone
         with pytest.raises(FileExistsError, match="Another run is writing `--output`"):
             _unlearn([*base, "--output", str(run)])
+
+
+def test_publishing_over_an_earlier_run_swaps_it_in_one_step(tmp_path, monkeypatch):
+    """Where the OS can swap two folders atomically, `--output` is at every instant the old run or the
+    new one (a kill between two renames left neither); elsewhere the two renames remain."""
+    import lightning_unlearn.benchmark_store as store
+
+    def staged(content: str) -> Path:
+        tmp = Path(tempfile.mkdtemp(dir=tmp_path, prefix=".run."))
+        (tmp / "model.pt").write_text(content)
+        return tmp
+
+    out = tmp_path / "run"
+    store.publish_dir(staged("first"), out, overwrite=False)
+    calls = []
+    real = store._exchange
+    monkeypatch.setattr(store, "_exchange", lambda a, b: calls.append((a, b)) or real(a, b))
+    store.publish_dir(staged("second"), out, overwrite=True)
+    assert (out / "model.pt").read_text() == "second" and [p.name for p in tmp_path.iterdir()] == ["run"]
+    assert len(calls) == 1
+    monkeypatch.setattr(store, "_exchange", lambda a, b: False)  # no atomic swap: the two renames
+    store.publish_dir(staged("third"), out, overwrite=True)
+    assert (out / "model.pt").read_text() == "third" and [p.name for p in tmp_path.iterdir()] == ["run"]
