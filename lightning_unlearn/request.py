@@ -456,13 +456,10 @@ class ServeRequest(Callback):
         if (self.target is None or self.budget is None or len(self.speedups) >= SPEEDUPS or self.backoffs
                 or self.rolled_back or not self.base_lrs):
             return
-        since = max(self.lr_changed_at, 0)
-        earlier = [h for h in self.history[:-1] if since <= h["step"] <= self.steps - self.interval]
-        if not earlier:
+        pace = self._pace(since=self.lr_changed_at, span=self.interval)
+        if pace is None:
             return
-        last, first = self.history[-1], earlier[-1]
-        rate = (self._forget_value(first) - self._forget_value(last)) / max(last["step"] - first["step"], 1.0)
-        remaining = self._forget_value(last) - self.target.aim
+        rate, remaining = pace
         left = self.budget - self.steps
         if remaining <= self.target.tolerance or (rate > 0 and remaining / rate <= SPEEDUP_MARGIN * left):
             return
@@ -470,6 +467,20 @@ class ServeRequest(Callback):
         self._set_lrs(trainer, SPEEDUP_FACTOR)
         self.lr_changed_at = self.steps
         self.speedups.append({"step": float(self.steps), "lr_scale": self.lr_scale})
+
+    def _pace(self, since: float = 0.0, span: float | None = None) -> tuple[float, float] | None:
+        """``(rate, remaining)``: the forget accuracy's fall per step since the last check at least ``span``
+        steps ago (default: an interval, or half the run if shorter) and at or after step ``since``, and
+        its distance from the aim now; None without such a check."""
+        assert self.target is not None
+        last = self.history[-1]
+        span = min(self.interval, last["step"] / 2) if span is None else span
+        earlier = [h for h in self.history[:-1] if since <= h["step"] <= last["step"] - span]
+        if not earlier:
+            return None
+        first = earlier[-1]
+        rate = (self._forget_value(first) - self._forget_value(last)) / max(last["step"] - first["step"], 1.0)
+        return rate, self._forget_value(last) - self.target.aim
 
     def _set_lrs(self, trainer: Trainer, factor: float) -> None:
         """Every optimiser's learning rates at the run's scale (schedules scaled by ``factor``)."""
@@ -515,14 +526,14 @@ class ServeRequest(Callback):
         self.rolled_back, self.violations = True, 0
         self.next_check = self.steps + max(1, self.interval // 8)
 
-    def _restore_best(self, trainer: Trainer, pl_module: LightningModule) -> int:
-        """Load the best checked weights and optimiser states, at the run's current learning-rate scale;
-        returns the state's index in the history."""
+    def _restore_best(self, trainer: Trainer, pl_module: LightningModule, factor: float = 1.0) -> int:
+        """Load the best checked weights and optimiser states, at the run's current learning-rate scale
+        (schedules scaled by ``factor``); returns the state's index in the history."""
         _, index, state, optimizers = self.best  # type: ignore[misc]
         pl_module.model.load_state_dict(state)  # type: ignore[union-attr]
         for optimizer, saved in zip(trainer.optimizers, optimizers):
             optimizer.load_state_dict(copy.deepcopy(saved))
-        self._set_lrs(trainer, 1.0)  # the saved states hold the rates of their time
+        self._set_lrs(trainer, factor)  # the saved states hold the rates of their time
         self.last_check = -1  # the model is no longer the state last checked: a run ending now re-checks it
         return index
 
@@ -540,8 +551,7 @@ class ServeRequest(Callback):
         if self.budget is not None and self.budget - self.steps < self.interval:
             return False
         self.lr_scale *= BACKOFF_FACTOR
-        index = self._restore_best(trainer, pl_module)
-        self._set_lrs(trainer, BACKOFF_FACTOR)
+        index = self._restore_best(trainer, pl_module, BACKOFF_FACTOR)
         self.lr_changed_at = self.steps
         self.backoffs.append({"step": float(self.steps), "to_step": self.history[index]["step"], "lr_scale": self.lr_scale,
                               "reason": reason})  # type: ignore[dict-item]
@@ -653,13 +663,10 @@ class ServeRequest(Callback):
                 return False
         if self.violations:
             return False
-        last = self.history[-1]
-        earlier = [h for h in self.history[:-1] if h["step"] <= last["step"] - min(self.interval, last["step"] / 2)]
-        if not earlier:
+        pace = self._pace()
+        if pace is None:
             return False
-        span = last["step"] - earlier[-1]["step"]
-        rate = (self._forget_value(earlier[-1]) - self._forget_value(last)) / span
-        remaining = self._forget_value(last) - self.target.aim
+        rate, remaining = pace
         if rate <= 0 or remaining <= 0 or remaining / rate > self.first_budget:
             return False
         self.extensions += 1
