@@ -25,8 +25,8 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
 * checks at a cadence tied to steps: every ``check_every`` steps (by default twice as many steps as the
   checked samples fill training batches, :data:`CHECK_SPACING`: the regular checks cost about a sixth
   of a long run; the checks before and after it, the early ones and those after a roll-back are fixed
-  costs that dominate runs of a few seconds (measured on MNIST-5k/LeNet-5: 11-23% for NegGrad+,
-  UGradSL and UGradSL+, 25-64% for runs of 0.1-3 s; on All-CNN 20-22% for NegGrad+ and UGradSL+);
+  costs that dominate runs of a few seconds (measured on MNIST-5k/LeNet-5: 16-20% for NegGrad+,
+  14-31% for UGradSL+, 25-64% for runs of 0.1-3 s; on All-CNN 20-22% for NegGrad+ and UGradSL+);
   the first two checks come after a quarter and a half of that, since the first steps move most), more often
   when the forget accuracy is about to reach its aim; every check is a DDP-exact count
   (:func:`~lightning_unlearn.passes.class_counts`);
