@@ -1,7 +1,7 @@
 """The benchmark's output folder: one file per finished run, results.json rebuilt from them, resuming.
 
 ``runs/<scenario>-seed<seed>-<method>.json`` holds one finished run, written whole
-(:func:`~lightning_unlearn.data.datamodule.write_json_atomic`); after each, ``results.json``
+(:func:`~lightning_unlearn.atomic.write_json_atomic`); after each, ``results.json``
 (the configuration, every run and the summary) is rebuilt from ``runs/`` under an exclusive
 lock, so worker processes can finish runs at the same time. A folder is resumed only by a
 benchmark of the same configuration (the package's code included).
@@ -15,7 +15,6 @@ import math
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 
 from lightning_unlearn.benchmark_report import UNITS, aggregate
 from lightning_unlearn.benchmark_runs import ORIGINAL, REFERENCE, RunRecord
-from lightning_unlearn.data.datamodule import write_json_atomic
+from lightning_unlearn.atomic import publish_dir, write_json_atomic  # noqa: F401  (publish_dir: re-exported)
 
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
@@ -220,41 +219,3 @@ def output_lock(out: Path) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def publish_dir(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move the finished folder ``tmp`` to ``out`` (one rename); an existing ``out`` is replaced only when ``overwrite``.
-
-    The temporary folder and its files get the permissions the user's umask gives new files.
-    """
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o777 & ~umask)
-    for path in tmp.rglob("*"):
-        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"`output` {str(out)!r} exists; pass overwrite=True (--overwrite true) to replace it.")
-        if _exchange(tmp, out):  # one atomic swap: at every instant `out` is the old run or the new one
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        trash = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-        os.replace(out, trash / out.name)
-        os.replace(tmp, out)
-        shutil.rmtree(trash, ignore_errors=True)
-    else:
-        os.replace(tmp, out)
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two paths atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unsupported."""
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from lightning_unlearn.atomic import publish_dir
 from lightning_unlearn.metrics.functional import GAP_KEYS, average_gap, entropy_distance, prediction_kl, prototype_similarity
 from lightning_unlearn.metrics.functional.accuracy import split_accuracy
 from lightning_unlearn.metrics.functional.mia import loss_mia, mia_efficacy
@@ -149,13 +150,7 @@ class UnlearningReport:
             plots = save_plots(self, tmp)
             (tmp / "report.json").write_text(self.to_json())
             (tmp / "report.md").write_text(self.to_markdown() + "".join(f"\n![{p.stem}]({p.name})\n" for p in plots))
-            if folder.exists():
-                old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-                os.replace(folder, old)
-                os.replace(tmp, folder)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, folder)
+            publish_dir(tmp, folder, overwrite)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

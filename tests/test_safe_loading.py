@@ -254,3 +254,18 @@ def test_plain_keeps_containers_and_turns_objects_into_plain_types():
     out = plain(value)
     assert out["path"] == "a/b.pt" and out["enum"] == "red" and out["np"] == 0.5 and type(out["np"]) is float
     assert out["tuple"] == (1, "c") and torch.equal(out["tensor"], torch.ones(1)) and isinstance(out["other"], str)
+
+
+def test_atomic_writes_leave_the_old_file_or_the_new_one_never_a_part(tmp_path):
+    """The one atomic-write helper: a failing write leaves the previous file and no temporary behind."""
+    from lightning_unlearn.atomic import atomic_path, save_atomic, write_json_atomic
+
+    path = tmp_path / "record.json"
+    write_json_atomic(path, {"a": 1})
+    with pytest.raises(RuntimeError, match="disk full"):
+        with atomic_path(path) as tmp:
+            tmp.write_text('{"a": 2, "half')
+            raise RuntimeError("disk full")
+    assert path.read_text() == '{\n "a": 1\n}' and [p.name for p in tmp_path.iterdir()] == ["record.json"]
+    save_atomic({"w": torch.ones(2)}, tmp_path / "model.pt")
+    assert torch.equal(torch.load(tmp_path / "model.pt", weights_only=True)["w"], torch.ones(2))

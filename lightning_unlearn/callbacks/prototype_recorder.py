@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
+from lightning_unlearn.atomic import save_atomic
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.passes import device_of, embedding_pass
 from lightning_unlearn.serialization import load_trusted
@@ -144,17 +144,7 @@ class PrototypeRecording:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the recording to ``path`` (atomically)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(self.to_dict(), tmp)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return save_atomic(self.to_dict(), path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> PrototypeRecording:

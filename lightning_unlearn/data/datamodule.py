@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +12,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 
+from lightning_unlearn.atomic import write_json_atomic  # noqa: F401  (also imported from here)
 from lightning_unlearn.data.datasets import DatasetName, DatasetPair, IndexedDataset, _targets, load_dataset
 from lightning_unlearn.data.forget import ClassForget, ForgetSpec, IndexForget
 
@@ -21,21 +21,6 @@ SPLITS: tuple[str, ...] = ("train", "forget", "retain", "test", "test_forget", "
 MANIFEST_VERSION = 1
 DEFAULT_REF_FRACTION = 0.1
 """D_ref held out by default for sub-class, random and index requests (their target is measured on it)."""
-
-
-def write_json_atomic(path: str | os.PathLike, payload: dict[str, Any]) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(payload, fh, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class EpochRandomSampler(RandomSampler):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -15,6 +14,7 @@ from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
+from lightning_unlearn.atomic import save_atomic
 from lightning_unlearn.data.datamodule import SPLITS
 from lightning_unlearn.metrics.accuracy import SplitAccuracy
 from lightning_unlearn.models.anatomy import Anatomy
@@ -424,21 +424,11 @@ class UnlearningMethod(LightningModule):
     # ----------------------------------------------------------- persistence
     def save_unlearned(self, path: str | os.PathLike) -> Path:
         """Save the unlearned classifier's state dict (atomically: temporary file, then rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        os.close(fd)
-        try:
-            torch.save(
-                {"state_dict": self.model.state_dict(), "method": self.method_name, "runtime_s": self.runtime_s,
-                 "hparams": plain(dict(self.hparams)), "architecture": self.architecture},
-                tmp,
-            )
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        return path
+        return save_atomic(
+            {"state_dict": self.model.state_dict(), "method": self.method_name, "runtime_s": self.runtime_s,
+             "hparams": plain(dict(self.hparams)), "architecture": self.architecture},
+            path,
+        )
 
     def load_unlearned(self, path: str | os.PathLike) -> None:
         """Load weights written by :meth:`save_unlearned` into the wrapped classifier."""

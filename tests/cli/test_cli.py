@@ -223,7 +223,7 @@ def test_an_overwrite_never_destroys_an_input_a_file_or_a_folder_that_is_not_a_r
 def test_publishing_over_an_earlier_run_swaps_it_in_one_step(tmp_path, monkeypatch):
     """Where the OS can swap two folders atomically, `--output` is at every instant the old run or the
     new one (a kill between two renames left neither); elsewhere the two renames remain."""
-    import lightning_unlearn.benchmark_store as store
+    import lightning_unlearn.atomic as store
 
     def staged(content: str) -> Path:
         tmp = Path(tempfile.mkdtemp(dir=tmp_path, prefix=".run."))
