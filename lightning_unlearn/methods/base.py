@@ -398,6 +398,38 @@ class UnlearningMethod(LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":  # the wall time of the request: every check and pass, from here to on_fit_end
             self._t_start = time.perf_counter()
+        self._check_inputs()
+
+    def _check_inputs(self) -> None:
+        """Before any work: the model takes the data module's inputs and gives one logit per class.
+
+        A checkpoint trained on other inputs than ``--data`` would otherwise fail deep inside a
+        forward pass after the Trainer started (or, worse, run on the wrong label space).
+        """
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        shape = getattr(dm, "input_shape", None) if dm is not None else None
+        if shape is None:
+            return
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                logits = self.model(torch.zeros(2, *shape, device=next(self.model.parameters()).device))
+        except RuntimeError as err:
+            message = str(err).splitlines()[0]
+            raise ValueError(
+                f"The model does not take the data's inputs: a batch of shape (2, {', '.join(map(str, shape))}) from the"
+                f" data module fails in its forward pass ({message}). The checkpoint and the data must describe the same"
+                " inputs (channels, size)."
+            ) from None
+        finally:
+            self.model.train(was_training)
+        classes = getattr(dm, "num_classes", None)
+        if logits.ndim != 2 or (classes is not None and logits.shape[1] < classes):
+            raise ValueError(
+                f"The model gives outputs of shape {tuple(logits.shape)} for 2 inputs, but the data module has {classes}"
+                f" classes: a classifier must give at least one logit per class, shape (2, >= {classes})."
+            )
 
     def on_fit_start(self) -> None:
         if self._t_start is None:

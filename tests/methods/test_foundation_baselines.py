@@ -177,3 +177,13 @@ def test_trainer_test_and_predict_work_on_a_method_like_on_any_lightning_module(
     assert trainer.test(method, datamodule=dm, verbose=False) == [{"test/acc": pytest.approx(expected.accuracy)}]
     logits = torch.cat(trainer.predict(method, datamodule=dm))
     assert torch.allclose(logits, expected.logits, atol=1e-5)
+
+
+def test_a_model_that_does_not_take_the_data_is_refused_before_any_work(digits_setup):
+    from lightning_unlearn.models import LeNet5
+
+    dm, _ = digits_setup
+    with pytest.raises(ValueError, match=r"does not take the data's inputs: a batch of shape \(2, 1, 8, 8\)"):
+        unlearn(LeNet5(10, 1, 28), dm, "NegGradPlus")  # built for 28x28 MNIST, given 8x8 digits
+    with pytest.raises(ValueError, match=r"outputs of shape \(2, 8\) .* the data module has 10 classes"):
+        unlearn(LeNet5(8, 1, 8), dm, "NegGradPlus", num_classes=8)  # a label space smaller than the data's
