@@ -83,7 +83,8 @@ def test_one_forward_per_step_and_epoch_length(mnist_dm, original_lenet, cls, pr
     dm = mnist_dm("random")
     method = cls(original_lenet, max_epochs=1, lr=1e-4, target=None, guard=None)  # one epoch, no request's checks
     calls = []
-    method.model.register_forward_hook(lambda _m, inputs, _o: calls.append(inputs[0].shape[0]))
+    # Training forwards only (the model is in train mode): setup's 2-sample input check runs in eval mode.
+    method.model.register_forward_hook(lambda m, inputs, _o: calls.append(inputs[0].shape[0]) if m.training else None)
     make_trainer(1, limit_val_batches=0).fit(method, datamodule=dm)
     steps = int(np.ceil(len(dm.indices[primary]) / dm.batch_size))
     assert method.trainer.global_step == steps
