@@ -401,7 +401,7 @@ class UnlearningMethod(LightningModule):
         self._check_inputs()
 
     def _check_inputs(self) -> None:
-        """Before any work: the model takes the data module's inputs and gives one logit per class.
+        """Before any work: the model takes the data module's inputs and gives at least one logit per class.
 
         A checkpoint trained on other inputs than ``--data`` would otherwise fail deep inside a
         forward pass after the Trainer started (or, worse, run on the wrong label space).
