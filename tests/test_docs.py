@@ -26,6 +26,30 @@ def test_mkdocs_build_strict(tmp_path):
             target = f"{sub}/" if md.stem == "index" else f"{sub}/{md.stem}/"
             assert f"{sub}/{md.stem}/index.html" in built or md.stem == "index", md
             assert target in home, f"{md} is not in the navigation"
+    # the API reference is generated from the docstrings (mkdocstrings) and holds the key public symbols
+    api = tmp_path / "site" / "api"
+    for md in (REPO / "docs" / "api").glob("*.md"):
+        page = "api/" if md.stem == "index" else f"api/{md.stem}/"
+        assert f"{page}index.html" in built and page in home, f"{md} is not built or not in the navigation"
+    expected = {
+        "methods": ["lightning_unlearn.UnlearningMethod", "lightning_unlearn.SU", "lightning_unlearn.NaivePS",
+                    "lightning_unlearn.UGradSLPlus", "lightning_unlearn.register_method"],
+        "data": ["lightning_unlearn.UnlearningDataModule", "lightning_unlearn.ClassForget", "lightning_unlearn.IndexForget"],
+        "request": ["lightning_unlearn.request.UnlearningOutcome", "lightning_unlearn.request.ServeRequest",
+                    "lightning_unlearn.request.UnlearningTargetWarning"],
+        "entry-points": ["lightning_unlearn.unlearn", "lightning_unlearn.evaluate"],
+        "metrics": ["lightning_unlearn.metrics.MIAEfficacy", "lightning_unlearn.UnlearningReport"],
+        "callbacks": ["lightning_unlearn.callbacks.PrototypeRecorder"],
+        "models": ["lightning_unlearn.Classifier", "lightning_unlearn.Anatomy"],
+        "loading": ["lightning_unlearn.methods.load_model_weights"],
+    }
+    for page, symbols in expected.items():
+        html = (api / page / "index.html").read_text()
+        for symbol in symbols:
+            assert f'id="{symbol}"' in html, f"{symbol} is not documented in api/{page}"
+    su = (api / "methods" / "index.html").read_text()
+    assert "SPA probability left on the forgotten label" in su  # docstring text, not only the heading
+    assert ":class:`" not in su and ":func:`" not in su  # Sphinx roles are rendered as code (docs/griffe_sphinx_roles.py)
 
 
 def test_methods_index_lists_every_registered_method():

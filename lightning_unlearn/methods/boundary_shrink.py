@@ -69,7 +69,7 @@ class BoundaryShrink(UnlearningMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: passes over D_f.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Raises:
         ValueError: for ``epsilon`` <= 0.

@@ -24,7 +24,7 @@ class FineTune(UnlearningMethod):
         optimizer: optimiser name (default SGD, as in the papers).
         lr: learning rate.
         max_epochs: epochs over D_r.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Example:
         >>> from lightning_unlearn.models import LeNet5

@@ -25,7 +25,7 @@ class GradientAscent(UnlearningMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: epochs over D_f.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Example:
         >>> from lightning_unlearn.models import LeNet5

@@ -145,7 +145,7 @@ class NaivePS(_OneShot):
         ridge: relative ridge λ / (trace(G)/(E+1)), ``>= 0``.
         batch_size: batch size of the forget-embedding pass (default: the data module's).
         max_epochs: Trainer epochs (the surgery needs none).
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Raises:
         ValueError: when ``recording`` is missing or incomplete (names ``PrototypeRecorder``),

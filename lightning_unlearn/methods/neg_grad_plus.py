@@ -33,7 +33,7 @@ class NegGradPlus(MixedGradientMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: passes over D_r.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Raises:
         ValueError: for ``retain_weight`` outside [0, 1], or an empty retain set (the message

@@ -112,7 +112,7 @@ class PS(_OneShot):
         head_batch_size: mini-batch size of the head training (smaller = more steps per epoch,
             so a larger forget set moves the prototypes more).
         batch_size: batch size of the embedding pass (default: the data module's).
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Raises:
         ValueError: for ``top_k`` < 1, an unknown ``train`` or non-positive batch sizes; at

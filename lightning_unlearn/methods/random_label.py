@@ -38,7 +38,7 @@ class RandomLabel(UnlearningMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: passes over D_f.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Example:
         >>> from lightning_unlearn.models import LeNet5

@@ -34,7 +34,7 @@ class Retrain(UnlearningMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: training epochs (match the original training).
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Example:
         >>> from lightning_unlearn.models import LeNet5

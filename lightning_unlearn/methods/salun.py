@@ -68,7 +68,7 @@ class SalUn(UnlearningMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: passes over D_f.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Raises:
         ValueError: for ``threshold`` outside (0, 1], or an empty retain set.

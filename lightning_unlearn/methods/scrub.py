@@ -76,7 +76,7 @@ class SCRUB(UnlearningMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: number of max and min epochs together.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Raises:
         ValueError: for ``msteps`` < 0, ``temperature`` <= 0, negative weights, or an empty retain set.

@@ -108,7 +108,7 @@ class UGradSL(MixedGradientMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: passes over D_f.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Raises:
         ValueError: for ``p`` or ``beta`` outside [0, 1], ``alpha`` above 1, or a data module with
@@ -161,7 +161,7 @@ class UGradSLPlus(MixedGradientMethod):
         optimizer: optimiser name.
         lr: learning rate.
         max_epochs: passes over D_r.
-        **see** :class:`~lightning_unlearn.methods.base.UnlearningMethod` for the remaining arguments.
+        **kwargs: the remaining arguments of :class:`~lightning_unlearn.methods.base.UnlearningMethod`.
 
     Raises:
         ValueError: for ``p`` or ``beta`` outside [0, 1], ``alpha`` above 1, or an empty retain set.
