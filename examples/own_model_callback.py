@@ -47,12 +47,12 @@ class DigitNet(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
-def load_data() -> tuple[TensorDataset, TensorDataset]:
-    """scikit-learn's digits as the user's own tensors (1,437 train / 360 test)."""
+def load_data(seed: int = 0) -> tuple[TensorDataset, TensorDataset]:
+    """scikit-learn's digits as the user's own tensors (1,437 train / 360 test, split by ``seed``)."""
     digits = load_digits()
     x = torch.tensor(digits.data / 16.0, dtype=torch.float32)
     y = torch.tensor(digits.target, dtype=torch.long)
-    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    perm = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
     train, test = perm[:1437], perm[1437:]
     return TensorDataset(x[train], y[train]), TensorDataset(x[test], y[test])
 
@@ -63,9 +63,9 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
         return (model(x).argmax(1) == y).float().mean().item()
 
 
-def main(epochs: int = 30, workdir: str = "runs/own_model") -> dict[str, float]:
-    L.seed_everything(0)
-    train_set, test_set = load_data()
+def main(epochs: int = 30, workdir: str = "runs/own_model", seed: int = 0) -> dict[str, float]:
+    L.seed_everything(seed)
+    train_set, test_set = load_data(seed)
     model = DigitNet()
     trainer = L.Trainer(
         max_epochs=epochs,
@@ -83,9 +83,11 @@ def main(epochs: int = 30, workdir: str = "runs/own_model") -> dict[str, float]:
     request = torch.nonzero(y_train == 7).flatten().tolist()
 
     dm = UnlearningDataModule.from_datasets(train_set, test_set, forget=IndexForget(request))
-    # Naive PS is closed-form (it cannot iterate towards a target) and, on this small MLP, costs the other digits
-    # a lot (see the printout): under the default request its utility guard would hand back the original model
-    # and say so in `unlearned.unlearning_outcome`. Here the surgery is applied as is: no target, no guard.
+    # Naive PS is closed-form (it cannot iterate towards a target). It forgets digit 7 completely but, on this
+    # small MLP, costs the other digits a lot: 22-71 points of test accuracy (seeds 0-2, 8 or 30 epochs; see the
+    # printout). A request served by default (`ClassForget(7)`: target and utility guard) would get the original
+    # model back, with a warning that the target was not reached. Here the surgery is applied as is: no target,
+    # no guard. The iterative methods serve the same request within the guard (README: "On top of your own training").
     unlearned = unlearn(model, dm, method="NaivePS", recording=str(checkpoint), target=None, guard=None)
 
     x_test, y_test = test_set.tensors
@@ -106,5 +108,6 @@ if __name__ == "__main__":
     cli = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     cli.add_argument("--epochs", type=int, default=30)
     cli.add_argument("--workdir", default="runs/own_model")
+    cli.add_argument("--seed", type=int, default=0)
     args = cli.parse_args()
-    main(args.epochs, args.workdir)
+    main(args.epochs, args.workdir, args.seed)
