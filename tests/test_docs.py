@@ -79,3 +79,51 @@ def test_every_python_block_of_the_readme_runs_as_written(tmp_path):
         assert proc.returncode == 0, f"README python block {number}:\n{block}\n--- stderr\n{proc.stderr[-3000:]}"
         if "MyModel" in block:  # the block on the user's own model says what it prints
             assert proc.stdout.strip().splitlines()[-1] == "True", proc.stdout[-2000:]
+
+
+def _method_pages() -> dict[str, Path]:
+    """Registered method name -> its page, from the links of docs/methods/index.md's table."""
+    import re
+
+    index = (REPO / "docs" / "methods" / "index.md").read_text()
+    return {m: REPO / "docs" / "methods" / page for m, page in re.findall(r"^\| `(\w+)` \|.*\(\[page\]\(([\w-]+\.md)\)\)", index, re.M)}
+
+
+def test_every_method_page_cites_its_paper_and_lists_its_deviations():
+    import re
+
+    pages = _method_pages()
+    assert sorted(pages) == sorted(available_methods())
+    for name, page in pages.items():
+        text = page.read_text()
+        assert "## Deviations from the paper and the authors' code" in text, page
+        assert re.search(r"\*\*Papers?[.:]?\*\*", text), f"{page} names no paper"
+        assert re.search(r"arXiv:\d{4}\.\d{4,5}|DOI 10\.\d+/|proceedings\.mlr\.press|openreview\.net", text), page
+        assert re.search(r"\b(19|20)\d\d\b", text), f"{page} gives no year"
+        assert "**Stopping:**" in text, f"{page} does not say how a run ends"
+    for page in (REPO / "docs").rglob("*.md"):
+        text = page.read_text()
+        assert "SPEC" not in text, f"{page} mentions a file that is not in the repository"
+        assert not re.search(r"\b00[0-9]_[0-9a-f]{6}|paper 00[0-9]\b", text), f"{page} names a paper by file number"
+
+
+def test_method_pages_state_the_code_defaults():
+    """Every `name=value` of a page's **Defaults:** line is the constructor's default (pages stay current)."""
+    import ast
+    import inspect
+    import re
+
+    from lightning_unlearn.methods import get_method
+    from lightning_unlearn.methods.base import UnlearningMethod
+
+    base = {k: p.default for k, p in inspect.signature(UnlearningMethod.__init__).parameters.items()}
+    for name, page in _method_pages().items():
+        own = {k: p.default for k, p in inspect.signature(get_method(name).__init__).parameters.items()}
+        defaults = {**base, **own}
+        line = re.search(r"\*\*Defaults:\*\*(.*?)(?=\n- \*\*|\n\n)", page.read_text(), re.S)
+        assert line, f"{page} has no **Defaults:** line"
+        stated = re.findall(r"`(\w+)=([^`]+)`", line.group(1))
+        assert stated, f"{page}'s defaults name no argument"
+        for argument, value in stated:
+            assert argument in defaults, f"{page}: {argument} is not an argument of {name}"
+            assert ast.literal_eval(value) == defaults[argument], f"{page}: {argument}={value}, code: {defaults[argument]!r}"
