@@ -1,4 +1,7 @@
-"""The documentation site builds with ``mkdocs build --strict`` and indexes every registered method."""
+"""The documentation site builds with ``mkdocs build --strict`` and indexes every registered method.
+
+The README's and the getting-started page's code blocks run in ``tests/test_readme_blocks.py``.
+"""
 
 from __future__ import annotations
 
@@ -62,23 +65,6 @@ def test_readme_starts_with_the_two_commands():
     lines = [line for line in (REPO / "README.md").read_text().splitlines() if line.strip()]
     commands = [line.strip() for line in lines[:8] if line.strip().startswith("make ")]
     assert [c.split()[1] for c in commands[:2]] == ["demo", "test"]
-
-
-def test_every_python_block_of_the_readme_runs_as_written(tmp_path):
-    """Each ```python block of the README, run as a script in an empty folder (a subprocess, one thread)."""
-    import os
-    import re
-
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
-    assert len(blocks) >= 2
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    for number, block in enumerate(blocks):
-        script = tmp_path / f"block{number}.py"
-        script.write_text(block)
-        proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"README python block {number}:\n{block}\n--- stderr\n{proc.stderr[-3000:]}"
-        if "MyModel" in block:  # the block on the user's own model says what it prints
-            assert proc.stdout.strip().splitlines()[-1] == "True", proc.stdout[-2000:]
 
 
 def _method_pages() -> dict[str, Path]:
