@@ -166,7 +166,8 @@ class UnlearningOutcome:
     ``rollbacks`` lists the (at most one) return to the best checked state after the forget accuracy
     crossed its aim between two checks, past the target or through the guard; ``backoffs`` the returns
     to it with halved learning rates where the guard or a non-finite loss would have ended the run; ``budget_extensions``
-    counts the times the default budget was granted again to a run on course.
+    counts the times the default budget was granted again to a run on course; ``notes`` what the method
+    did differently for this model (e.g. a slower path where operations follow the head).
     """
 
     method: str
@@ -190,6 +191,7 @@ class UnlearningOutcome:
     before: dict[str, float] = field(default_factory=dict)
     after: dict[str, float] = field(default_factory=dict)
     history: list[dict[str, float]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,7 +211,7 @@ class UnlearningOutcome:
         return (
             f"{self.method}: {head} after {self.steps} steps, stopped by {self.stopped_by},"
             f" {self.runtime_s:.2f} s ({self.check_time_s:.2f} s checks){guard}."
-        )
+        ) + "".join(f" Note: {note}." for note in self.notes)
 
 
 def _fixed_subset(indices: np.ndarray, cap: int, seed: int) -> np.ndarray:

@@ -25,7 +25,8 @@ from torch.utils.data import DataLoader
 
 from lightning_unlearn.atomic import save_atomic
 from lightning_unlearn.models.anatomy import Anatomy
-from lightning_unlearn.passes import device_of, embedding_pass
+from lightning_unlearn.models.classifier import split_batch
+from lightning_unlearn.passes import device_of, embedding_pass, gather_rows
 from lightning_unlearn.serialization import load_trusted
 
 RECORDING_VERSION = 1
@@ -80,6 +81,8 @@ class PrototypeRecording:
         has_bias: whether the head has a bias.
         head_name: dotted path of the head in the recorded module (informative).
         removed: sorted dataset indices removed so far.
+        recorded: sorted dataset indices (or positions, for batches without indices) of the
+            samples ``gram`` was accumulated over; ``None`` for recordings that did not keep them.
 
     Raises:
         ValueError: for inconsistent shapes.
@@ -93,6 +96,7 @@ class PrototypeRecording:
         has_bias: bool = True,
         head_name: str = "",
         removed: Tensor | None = None,
+        recorded: Tensor | None = None,
     ) -> None:
         classes, dim = weight0.shape
         if weight.shape != (classes, dim) or gram.shape != (dim, dim):
@@ -106,6 +110,7 @@ class PrototypeRecording:
         self.has_bias = bool(has_bias)
         self.head_name = head_name
         self.removed = removed.long().sort().values if removed is not None else torch.empty(0, dtype=torch.long)
+        self.recorded = recorded.long().sort().values if recorded is not None else None
 
     @property
     def embedding_dim(self) -> int:
@@ -132,6 +137,7 @@ class PrototypeRecording:
             "has_bias": self.has_bias,
             "head_name": self.head_name,
             "removed": self.removed,
+            "recorded": self.recorded,
         }
 
     @classmethod
@@ -140,7 +146,7 @@ class PrototypeRecording:
         if missing:
             raise ValueError(f"Not a PrototypeRecorder state: missing {sorted(missing)}.")
         return cls(state["weight0"], state["weight"], state["gram"], state.get("has_bias", True),
-                   state.get("head_name", ""), state.get("removed"))
+                   state.get("head_name", ""), state.get("removed"), state.get("recorded"))
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write the recording to ``path`` (atomically)."""
@@ -187,9 +193,18 @@ class PrototypeRecorder(Callback):
 
     * at fit start it stores the head ``[W0 | b0]`` (the head found by
       :class:`~lightning_unlearn.models.Anatomy` in the LightningModule);
-    * at fit end it runs ONE no-grad, eval-mode pass over the training data and accumulates
+    * on the first training batch, before the first optimisation step, it reads the head from
+      the forward pass (:meth:`~lightning_unlearn.models.Anatomy.inspect`) and fails at once if
+      Naive PS cannot use it (e.g. a ReLU follows the last linear layer), rather than after the
+      whole training;
+    * after the last training batch (when ``max_epochs`` or ``max_steps`` ends the fit, so the
+      checkpoints Lightning writes at the end of that epoch hold the recording), or else at fit
+      end, it runs ONE no-grad, eval-mode pass over the training data and accumulates
       ``G = Σ x̃ᵀx̃`` over the bias-augmented embeddings in float64 (memory O(E²), never
-      O(N·E)), plus the trained head the recording describes.
+      O(N·E)), plus the trained head the recording describes and the recorded indices;
+    * at fit end it writes the recording to ``path`` when one is given (the way to get it from
+      a LightningCLI script: ``--trainer.callbacks+=lightning_unlearn.PrototypeRecorder
+      --trainer.callbacks.path=recording.pt``).
 
     The training data is the dataset of ``trainer.train_dataloader`` (or the data module's
     ``train`` split). Under DDP every process embeds the samples ``rank::world_size`` of
@@ -211,6 +226,7 @@ class PrototypeRecorder(Callback):
         head: dotted path of the head inside the LightningModule (e.g. ``"model.fc"``);
             default: found automatically.
         num_classes: number of classes (helps finding the head).
+        path: file the recording is written to at fit end (atomically, by the global-zero process).
 
     Raises:
         ValueError: for a ``num_classes`` < 2.
@@ -226,11 +242,13 @@ class PrototypeRecorder(Callback):
         True
     """
 
-    def __init__(self, head: str | None = None, num_classes: int | None = None) -> None:
+    def __init__(self, head: str | None = None, num_classes: int | None = None, path: str | os.PathLike | None = None) -> None:
         if num_classes is not None and num_classes < 2:
             raise ValueError(f"`num_classes` must be >= 2, got {num_classes}.")
         self.head = head
         self.num_classes = num_classes
+        self.path = path
+        self._checked = False
         self._weight0: Tensor | None = None
         self._has_bias = True
         self._head_name = ""
@@ -271,19 +289,58 @@ class PrototypeRecorder(Callback):
                 "PrototypeRecorder: resuming from a checkpoint without recorder state; the head at resume time is"
                 " recorded as W0, which is not the initialisation Naive PS assumes."
             )
+        self._record_initial_head(anatomy)
+        self._recording = None
+        self._checked = False
+
+    def _record_initial_head(self, anatomy: Anatomy) -> None:
         self._weight0 = head_matrix(anatomy.head)
         self._has_bias = anatomy.head.bias is not None
         self._head_name = anatomy.head_name
-        self._recording = None
+
+    def on_train_batch_start(self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int) -> None:
+        if self._checked or self._weight0 is None:
+            return
+        try:
+            x = split_batch(batch)[0]
+        except (TypeError, ValueError, IndexError, KeyError):
+            return  # a batch of another shape: the head is checked at the end of the fit instead
+        anatomy = self._anatomy(pl_module)
+        anatomy.inspect(x)
+        anatomy.require_head_output("PrototypeRecorder", "records the final linear layer for NaivePS, which rewrites it in closed form")
+        if anatomy.head_name != self._head_name:
+            if trainer.ckpt_path is not None:
+                raise ValueError(
+                    f"The restored PrototypeRecorder state recorded the head {self._head_name!r}, but the forward pass"
+                    f" gives the class scores from {anatomy.head_name!r}."
+                )
+            self._record_initial_head(anatomy)  # no optimisation step has run yet: this is still W0
+        self._checked = True
+
+    def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
+        epochs, steps = trainer.max_epochs, trainer.max_steps
+        last_epoch = epochs is not None and epochs >= 0 and trainer.current_epoch + 1 >= epochs and trainer.is_last_batch
+        last_step = steps is not None and steps >= 0 and trainer.global_step >= steps
+        loader = trainer.train_dataloader
+        shared_workers = isinstance(loader, DataLoader) and loader.persistent_workers  # a second pass would reset them
+        if self._weight0 is not None and (last_epoch or last_step) and not shared_workers:
+            self._record(trainer, pl_module)  # before this epoch's checkpoints: they hold the recording
+
+    def _record(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        anatomy = self._anatomy(pl_module)
+        gram, indices = gram_pass(anatomy, self._training_loader(trainer), trainer)
+        indices = gather_rows(indices, trainer).cpu()
+        self._recording = PrototypeRecording(
+            self._weight0, head_matrix(anatomy.head), gram, self._has_bias, self._head_name, recorded=indices
+        )
 
     def on_fit_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if self._weight0 is None:
             return
-        anatomy = self._anatomy(pl_module)
-        gram, _ = gram_pass(anatomy, self._training_loader(trainer), trainer)
-        self._recording = PrototypeRecording(
-            self._weight0, head_matrix(anatomy.head), gram, self._has_bias, self._head_name
-        )
+        if self._recording is None or not torch.equal(self._recording.weight, head_matrix(self._anatomy(pl_module).head)):
+            self._record(trainer, pl_module)  # the fit ended otherwise (early stopping, an interrupt, ...)
+        if self.path is not None and trainer.is_global_zero:
+            self.export(self.path)
 
     @staticmethod
     def _training_loader(trainer: Trainer) -> DataLoader:

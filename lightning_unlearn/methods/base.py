@@ -184,6 +184,9 @@ class UnlearningMethod(LightningModule):
     rolls_back: ClassVar[bool] = True
     """Whether the request may send the run back to its best checked state when the forget accuracy
     crosses its aim between two checks (see :class:`~lightning_unlearn.request.ServeRequest`)."""
+    needs_head_output: ClassVar[str | None] = None
+    """Why the method computes ``logits = head(embeddings)`` (``None``: it does not): such a method refuses,
+    at setup, a model whose output is not its final linear layer's output."""
     method_name: ClassVar[str] = "base"
     paper: ClassVar[str] = ""
 
@@ -414,7 +417,8 @@ class UnlearningMethod(LightningModule):
         self.model.eval()
         try:
             with torch.no_grad():
-                logits = self.model(torch.zeros(2, *shape, device=next(self.model.parameters()).device))
+                x = torch.zeros(2, *shape, device=next(self.model.parameters()).device)
+                logits = self.model(x)
         except RuntimeError as err:
             message = str(err).splitlines()[0]
             raise ValueError(
@@ -430,6 +434,17 @@ class UnlearningMethod(LightningModule):
                 f"The model gives outputs of shape {tuple(logits.shape)} for 2 inputs, but the data module has {classes}"
                 f" classes: a classifier must give at least one logit per class, shape (2, >= {classes})."
             )
+        guessed = self.anatomy.head
+        self.anatomy.inspect(x)  # the head as the forward pass runs it, and what follows it
+        if self.anatomy.head is not guessed:  # registered after a wider layer that runs before it, say
+            self.num_classes = self.anatomy.num_classes
+            self.on_head_located(guessed)
+        if self.needs_head_output:
+            self.anatomy.require_head_output(type(self).__name__, self.needs_head_output)
+
+    def on_head_located(self, guessed: nn.Module) -> None:
+        """Called at setup when the forward pass shows that the head is not the layer ``guessed`` at
+        construction (before any data was seen): redo whatever the constructor did with the head."""
 
     def on_fit_start(self) -> None:
         if self._t_start is None:

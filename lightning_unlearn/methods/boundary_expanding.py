@@ -47,6 +47,7 @@ class BoundaryExpanding(UnlearningMethod):
         (1, 84)
     """
 
+    needs_head_output = "adds a shadow class as a new neuron of the final linear layer"
     data_need = "forget"
     paper = BOUNDARY_PAPER
 
@@ -61,14 +62,20 @@ class BoundaryExpanding(UnlearningMethod):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, optimizer=optimizer, lr=lr, max_epochs=max_epochs, seed=seed, **kwargs)
+        self._add_shadow_neuron()
+
+    def _add_shadow_neuron(self) -> None:
         dim = self.anatomy.embedding_dim
         head_param = self.anatomy.head.weight
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(self.hparams.seed)
         bound = 1.0 / math.sqrt(dim)  # nn.Linear's default initialisation range
         weight = (torch.rand(1, dim, generator=generator) * 2 - 1) * bound
         bias = (torch.rand(1, generator=generator) * 2 - 1) * bound
         self.shadow_weight = nn.Parameter(weight.to(head_param.dtype))
         self.shadow_bias = nn.Parameter(bias.to(head_param.dtype))
+
+    def on_head_located(self, guessed: nn.Module) -> None:
+        self._add_shadow_neuron()  # of the width of the head the forward pass uses
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [*super().trainable_parameters(), self.shadow_weight, self.shadow_bias]

@@ -41,6 +41,33 @@ def naive_ps_update(weight: Tensor, weight0: Tensor, gram: Tensor, forget_gram: 
     return weight + (weight0 - weight) @ torch.linalg.solve(system, forget_gram)
 
 
+GRAM_TOLERANCE = 1e-6
+"""Relative tolerance of the check that the forget samples are part of the recorded Gram matrix."""
+
+
+def check_forget_gram(gram: Tensor, forget_gram: Tensor, tolerance: float = GRAM_TOLERANCE) -> None:
+    """Raise unless ``G − G_f`` is positive semi-definite (up to ``tolerance`` times G's largest eigenvalue).
+
+    ``G_f`` sums the forget samples' embeddings; when these samples were part of the recorded
+    training set, ``G − G_f`` is the Gram matrix of the samples that remain, hence positive
+    semi-definite. A clearly negative eigenvalue means the embeddings are not those that were
+    recorded: other preprocessing of the inputs, or another model.
+
+    Raises:
+        ValueError: naming the smallest eigenvalue and the likely causes.
+    """
+    remaining = torch.linalg.eigvalsh(gram.to(torch.float64) - forget_gram.to(torch.float64))
+    scale = float(torch.linalg.eigvalsh(gram.to(torch.float64))[-1].clamp_min(1.0))
+    if float(remaining[0]) < -tolerance * scale:
+        raise ValueError(
+            f"NaivePS: the forget set's embeddings are not part of the recorded training embeddings (the smallest"
+            f" eigenvalue of G - X_f^T X_f is {float(remaining[0]):.3g}, largest of G {scale:.3g}; it cannot be negative"
+            " for recorded samples). Likely cause: the data is preprocessed differently than during the recorded"
+            " training (e.g. another normalisation or transform), or the model is not the recorded one. The head is"
+            " unchanged."
+        )
+
+
 def resolve_recording(recording: Any) -> PrototypeRecording | None:
     """A :class:`PrototypeRecording` from a recording, a recorder, a file path or ``None``."""
     if recording is None or isinstance(recording, PrototypeRecording):
@@ -163,6 +190,7 @@ class NaivePS(_OneShot):
         >>> unlearned = unlearn(original, dm, method="NaivePS", recording=recorder)
     """
 
+    needs_head_output = "rewrites its final linear layer in closed form from the recorded embeddings"
     data_need = "forget"
     paper = "Liu et al., Prototype Surgery (CCS 2025), Naive PS: closed-form prototype update."
 
@@ -223,10 +251,21 @@ class NaivePS(_OneShot):
         forget_gram, indices = gram_pass(self.anatomy, forget_loader, trainer)
         indices = gather_rows(indices, trainer).cpu()
         self._check_request(indices, rec)
+        if not torch.isfinite(forget_gram).all():
+            raise ValueError(
+                "NaivePS: the forget set's embeddings are not finite (NaN or inf), so the head cannot be updated; the"
+                " head is unchanged. Likely cause: NaN/inf values in the forget set's inputs."
+            )
         if not rec.has_bias:
             forget_gram[-1, :] = 0
             forget_gram[:, -1] = 0
+        check_forget_gram(rec.gram, forget_gram)
         new_weight = naive_ps_update(rec.weight, rec.weight0, rec.gram, forget_gram, self.hparams.ridge)
+        if not torch.isfinite(new_weight).all():
+            raise ValueError(
+                "NaivePS: the closed-form update is not finite (the recorded Gram matrix is singular or not finite); the"
+                f" head is unchanged. Use a larger `ridge` (got {self.hparams.ridge!r})."
+            )
         if not rec.has_bias:
             new_weight[:, -1] = 0
         head = self.anatomy.head
@@ -249,6 +288,14 @@ class NaivePS(_OneShot):
                 f"The deletion request contains {again.numel()} sample(s) already removed by an earlier Naive PS request"
                 f" (dataset indices {again[:10].tolist()}); remove them from the forget set."
             )
+        if rec.recorded is not None:
+            unrecorded = unique[~torch.isin(unique, rec.recorded)]
+            if unrecorded.numel():
+                raise ValueError(
+                    f"The deletion request contains {unrecorded.numel()} sample(s) the recording never saw (dataset indices"
+                    f" {unrecorded[:10].tolist()}{', ...' if unrecorded.numel() > 10 else ''}): Naive PS can only remove"
+                    " samples of the recorded training set. The head is unchanged."
+                )
         if indices.numel() >= rec.num_samples:
             raise ValueError(
                 f"The deletion request has {indices.numel()} samples but only {rec.num_samples} remain in the recorded"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from lightning_unlearn.data.seeding import index_uniform
 from lightning_unlearn.methods.registry import register_method
@@ -139,6 +141,11 @@ class PRU(SoftTargetMethod):
         self.automatic_optimization = False
         # C is frozen in the extractor phase (set before DDP wraps the model, so DDP only syncs E).
         set_requires_grad(self.anatomy.head_parameters(), False)
+        self._through_model_s = 0.0
+
+    def on_head_located(self, guessed: nn.Module) -> None:
+        set_requires_grad(guessed.parameters(), True)
+        set_requires_grad(self.anatomy.head_parameters(), False)
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         hp = self.hparams
@@ -182,31 +189,63 @@ class PRU(SoftTargetMethod):
 
     # ---------------------------------------------------------------- phase 2
     def classifier_phase(self) -> Tensor:
-        """One pass of ``L_C = L_p`` over all of D_f with E frozen; returns the mean loss."""
-        dm = self.forget_datamodule()
-        loader = DataLoader(dm.split_dataset("forget"), batch_size=dm.eval_batch_size)
-        out = predict(self.model, loader, with_embeddings=True, head=self.anatomy.head_name)
-        embeddings, targets = out.embeddings.to(self.device), self.targets.lookup(out.indices)  # type: ignore[union-attr]
-        order = index_uniform(out.indices, self.hparams.seed, stream=self.current_epoch).argsort().to(self.device)
+        """One pass of ``L_C = L_p`` over all of D_f with E frozen; returns the mean loss.
+
+        When the model's output is its head's output, the head trains on D_f's embeddings,
+        cached by one no-grad pass. When operations follow the head (e.g. a ReLU after the last
+        linear layer), ``head(embeddings)`` is not the model's output: each chunk then runs
+        through the whole model in eval mode with the backbone frozen (gradients reach the head
+        through the operations after it): a forward pass of D_f per epoch instead of a matrix
+        product, recorded in the outcome's notes.
+        """
+        t0 = time.perf_counter()
+        dataset = self.forget_datamodule().split_dataset("forget")
+        order = index_uniform(torch.as_tensor(dataset.indices), self.hparams.seed, stream=self.current_epoch).argsort()
         optimizer = self.optimizers()[1].optimizer  # type: ignore[index]
-        head = self.anatomy.head
+        size = self.trainer.datamodule.batch_size
+        through_model = self.anatomy.head_is_output is False
+        head_params = self.anatomy.head_parameters()
+        backbone = [p for p in self.anatomy.backbone_parameters() if p.requires_grad]
         total = torch.zeros((), device=self.device)
-        set_requires_grad(self.anatomy.head_parameters(), True)
+        set_requires_grad(head_params, True)
+        set_requires_grad(backbone, False)
+        was_training = self.model.training
         try:
             with torch.enable_grad(), torch.autocast(self.device.type, enabled=False):
-                for chunk in order.split(self.trainer.datamodule.batch_size):
-                    loss = soft_kl(head(embeddings[chunk]), targets[chunk])
+                for logits, indices in self._head_chunks(dataset, order, size, through_model):
+                    loss = soft_kl(logits(), self.targets.lookup(indices))  # type: ignore[union-attr]
                     self.check_finite(loss)
                     optimizer.zero_grad()
                     loss.backward()
                     optimizer.step()
-                    total += loss.detach() * chunk.numel()
+                    total += loss.detach() * indices.numel()
         finally:
-            set_requires_grad(self.anatomy.head_parameters(), False)
+            set_requires_grad(head_params, False)
+            set_requires_grad(backbone, True)
+            self.model.train(was_training)
+        if through_model:
+            self._through_model_s += time.perf_counter() - t0
         mean = total / order.numel()
         self.log("train/l_c", mean)
         return mean
 
+    def _head_chunks(self, dataset: Any, order: Tensor, size: int, through_model: bool) -> Iterator[tuple[Any, Tensor]]:
+        """``(logits of the chunk, its dataset indices)`` for chunks of D_f in ``order`` (positions in the split)."""
+        if not through_model:
+            out = predict(self.model, DataLoader(dataset, batch_size=size), with_embeddings=True, head=self.anatomy.head_name)
+            embeddings, head = out.embeddings.to(self.device), self.anatomy.head
+            for chunk in order.to(self.device).split(size):
+                yield (lambda c=chunk: head(embeddings[c])), out.indices[chunk.cpu()]
+            return
+        self.model.eval()  # as the cached pass: dropout off, BatchNorm statistics untouched
+        for x, _, indices in DataLoader(Subset(dataset, order.tolist()), batch_size=size):
+            yield (lambda x=x.to(self.device): self.model(x)), indices
+
     def on_fit_end(self) -> None:
         set_requires_grad(self.anatomy.head_parameters(), True)  # hand back a normal model
+        if self._through_model_s and self.outcome is not None:
+            self.outcome.notes.append(
+                f"{self.anatomy.describe_tail()}: the classifier phase ran through the whole model"
+                f" ({self._through_model_s:.2f} s) instead of on cached embeddings"
+            )
         super().on_fit_end()

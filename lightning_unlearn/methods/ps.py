@@ -123,6 +123,7 @@ class PS(_OneShot):
         >>> method = PS(LeNet5(), lr=1e-3, epochs=5, train="weight")
     """
 
+    needs_head_output = "trains its final linear layer on embeddings cached once (logits = head(embeddings))"
     data_need = "forget"
     iterative = True  # its head iterates on cached embeddings, towards the request's target
     paper = "Liu et al., Prototype Surgery (CCS 2025), PS: soft-label fine-tuning of the prototypes."

@@ -76,12 +76,94 @@ def test_resume_keeps_w0_from_checkpoint(tmp_path):
     ckpt = next(tmp_path.rglob("*.ckpt"))
     payload = torch.load(ckpt, weights_only=False)
     state = next(v for k, v in payload["callbacks"].items() if k.startswith("PrototypeRecorder"))
-    assert state["gram"] is None and torch.equal(state["weight0"], first.recording.weight0)  # saved mid-fit: W0 only
+    # written at the end of the last epoch, after the recorder's pass: the checkpoint holds the whole recording
+    assert torch.equal(state["gram"], first.recording.gram) and torch.equal(state["weight0"], first.recording.weight0)
     resumed = PrototypeRecorder()
     clf = Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C, optimizer="sgd", lr=0.1)
     make_trainer(2, [resumed], limit_val_batches=0, default_root_dir=tmp_path).fit(clf, datamodule=dm, ckpt_path=ckpt)
     assert torch.equal(resumed.recording.weight0, first.recording.weight0)
     assert torch.equal(resumed.recording.gram, first.recording.gram)  # same backbone (identity): same G
+
+
+def test_a_checkpoint_written_before_the_last_epoch_holds_w0_only(tmp_path):
+    dm, _ = linear_problem()
+    recorder = PrototypeRecorder()
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    every_epoch = ModelCheckpoint(dirpath=tmp_path, save_top_k=-1, every_n_epochs=1)
+    make_trainer(2, [recorder, every_epoch], limit_val_batches=0, enable_checkpointing=True).fit(
+        Classifier(nn.Sequential(nn.Flatten(), nn.Linear(E, C)), num_classes=C), datamodule=dm)
+    states = {p.name: next(v for k, v in torch.load(p, weights_only=True)["callbacks"].items() if k.startswith("PrototypeRecorder"))
+              for p in tmp_path.glob("*.ckpt")}
+    first, last = (states[n] for n in sorted(states))  # epoch=0, epoch=1
+    assert first["gram"] is None and torch.equal(first["weight0"], recorder.recording.weight0)
+    assert torch.equal(last["gram"], recorder.recording.gram)
+
+
+def test_the_recording_is_written_to_path_at_fit_end(tmp_path):
+    dm, _ = linear_problem()
+    recorder = PrototypeRecorder(path=tmp_path / "recording.pt")
+    fit_recorded(dm, recorder, epochs=1)
+    written = PrototypeRecording.load(tmp_path / "recording.pt")
+    for key in ("weight0", "weight", "gram", "recorded"):
+        assert torch.equal(getattr(written, key), getattr(recorder.recording, key)), key
+    assert written.recorded.tolist() == sorted(dm.indices["train"].tolist())
+
+
+class _ReluAfterHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(E, 8), nn.ReLU())
+        self.out = nn.Linear(8, C)
+
+    def forward(self, x):
+        return torch.relu(self.out(self.body(x)))
+
+
+def test_a_head_naive_ps_cannot_use_fails_on_the_first_batch_before_any_step():
+    dm, _ = linear_problem()
+    trainer = make_trainer(3, [PrototypeRecorder()], limit_val_batches=0)
+    with pytest.raises(HeadNotFoundError, match=r"^PrototypeRecorder records the final linear layer for NaivePS.*"
+                       r" applies operations outside its submodules after its final linear layer 'model.out'"):
+        trainer.fit(Classifier(_ReluAfterHead(), num_classes=C), datamodule=dm)
+    assert trainer.global_step == 0
+
+
+def test_naive_ps_refuses_a_recording_that_does_not_match_the_request():
+    from lightning_unlearn.methods import NaivePS
+
+    dm, x = linear_problem()
+    recorder = PrototypeRecorder()
+    clf = fit_recorded(dm, recorder, epochs=2)
+    forget = DataLoader(dm.split_dataset("forget"), batch_size=8)
+
+    unseen = recorder.recording.copy()
+    unseen.recorded = unseen.recorded[unseen.recorded != 5]
+    method = NaivePS(clf, recording=unseen, target=None, guard=None)
+    kept = method.anatomy.head.weight.detach().clone()
+    with pytest.raises(ValueError, match=r"contains 1 sample\(s\) the recording never saw \(dataset indices \[5\]\)"):
+        method.surgery(forget)
+    assert torch.equal(method.anatomy.head.weight, kept)
+
+    other = _rescaled_forget(dm, x, scale=10.0)  # e.g. the user's pipeline normalised, the recorded one did not
+    method = NaivePS(clf, recording=recorder.recording.copy(), target=None, guard=None)
+    with pytest.raises(ValueError, match=r"not part of the recorded training embeddings \(the smallest eigenvalue of G -"
+                       r" X_f\^T X_f is -.*Likely cause: the data is preprocessed differently"):
+        method.surgery(other)
+    assert torch.equal(method.anatomy.head.weight, kept)
+
+    with pytest.raises(ValueError, match=r"embeddings are not finite .*Likely cause: NaN/inf values in the forget set's inputs"):
+        method.surgery(_rescaled_forget(dm, x, scale=float("nan")))
+    assert torch.equal(method.anatomy.head.weight, kept)
+    method.surgery(forget)  # the matching request is served
+    assert not torch.equal(method.anatomy.head.weight, kept)
+
+
+def _rescaled_forget(dm: UnlearningDataModule, x: torch.Tensor, scale: float) -> DataLoader:
+    """The forget samples (x, y, index) with their inputs multiplied by ``scale`` (another preprocessing)."""
+    idx = torch.as_tensor(dm.indices["forget"])
+    y = torch.as_tensor(dm.split_targets("forget"))
+    return DataLoader(TensorDataset(x[idx] * scale, y, idx), batch_size=8)
 
 
 def test_shards_cover_every_sample_once():

@@ -80,10 +80,56 @@ def test_weight_tying_is_rejected():
         Anatomy(model, num_classes=5)
 
 
-def test_head_that_is_not_last_is_detected():
-    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.Softmax(dim=1))
-    with pytest.raises(HeadNotFoundError, match="is not the last operation of the model"):
-        Anatomy(model, num_classes=3).forward_with_embeddings(torch.randn(2, 4))
+def test_operations_after_the_head_are_read_from_the_forward_pass():
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU())
+    anatomy = Anatomy(model, num_classes=3)
+    anatomy.inspect(torch.randn(2, 4))
+    assert anatomy.head_is_output is False and anatomy.after_head == ("2 (ReLU)",)
+    logits, emb = anatomy.forward_with_embeddings(torch.randn(2, 4))  # the model's output and the head's input
+    assert logits.min() >= 0 and emb.shape == (2, 4)
+    with pytest.raises(HeadNotFoundError, match=r"^PS trains .* but Sequential applies 2 \(ReLU\) after its final linear layer '1'"):
+        anatomy.require_head_output("PS", "trains its head on cached embeddings")
+    plain = Anatomy(nn.Sequential(nn.Flatten(), nn.Linear(4, 3)), num_classes=3)
+    plain.inspect(torch.randn(2, 4))
+    assert plain.head_is_output is True and plain.after_head == ()
+    plain.require_head_output("PS", "trains its head on cached embeddings")  # nothing to refuse
+
+
+class Bottleneck(nn.Module):
+    """The class scores come from a 64 -> 10 layer; a 16-wide layer registered after it runs first."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(64, 10)
+        self.wide = nn.Linear(16, 64)
+        self.inp = nn.Linear(8, 16)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.wide(torch.relu(self.inp(x)))))
+
+
+def test_the_head_is_the_layer_that_gives_the_output_whatever_the_registration_order():
+    anatomy = Anatomy(Bottleneck())  # without data: the last registered nn.Linear, a guess
+    assert anatomy.head_name == "inp"
+    anatomy.inspect(torch.randn(2, 8))
+    assert (anatomy.head_name, anatomy.num_classes, anatomy.embedding_dim) == ("out", 10, 64)
+    assert anatomy.head_is_output is True
+    spare = Bottleneck()
+    spare.unused = nn.Linear(64, 7)  # has the asked width but never runs
+    with pytest.raises(HeadNotFoundError, match=r"No nn.Linear with 7 outputs runs in Bottleneck's forward pass \(it returns"
+                       r" 10 values per input; the nn.Linear layers that ran: inp\(out_features=16\), wide"):
+        Anatomy(spare, num_classes=7).inspect(torch.randn(2, 8))
+    with pytest.raises(HeadNotFoundError, match="returns a tuple for a batch"):
+        Anatomy(_TwoOutputs(), num_classes=3).inspect(torch.randn(2, 4))
+
+
+class _TwoOutputs(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.fc(x), x
 
 
 def test_build_model_shapes_and_bad_name():

@@ -1,0 +1,132 @@
+"""Models whose last linear layer is not the last operation, and heads registered out of execution order.
+
+Two shapes of user model: Lightning's ``backbone_image_classifier`` example (an MLP backbone
+``l1 → ReLU → l2 → ReLU`` inside a LitClassifier, so the class scores are ``relu(l2(·))``), and
+PyTorch's MNIST example style, which returns ``log_softmax(fc(·))`` and trains with ``nll_loss``.
+"""
+
+from __future__ import annotations
+
+import lightning as L
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lightning_unlearn import ClassForget, UnlearningDataModule, unlearn
+from lightning_unlearn.methods import PRU, SalUn
+from lightning_unlearn.models.anatomy import HeadNotFoundError
+
+SEEDS = (0, 1, 2)
+
+
+class Backbone(nn.Module):
+    def __init__(self, hidden_dim: int = 128) -> None:
+        super().__init__()
+        self.l1 = nn.Linear(64, hidden_dim)
+        self.l2 = nn.Linear(hidden_dim, 10)
+
+    def forward(self, x):
+        x = x.view(x.size(0), -1)
+        return torch.relu(self.l2(torch.relu(self.l1(x))))
+
+
+class LitClassifier(L.LightningModule):
+    def __init__(self, learning_rate: float = 1e-3) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.backbone = Backbone()
+
+    def forward(self, x):
+        return self.backbone(x)
+
+
+class LogSoftmaxNet(L.LightningModule):
+    def __init__(self) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU())
+        self.fc = nn.Linear(128, 10)
+
+    def forward(self, x):
+        return F.log_softmax(self.fc(self.body(x)), dim=1)
+
+    def training_step(self, batch, batch_idx):
+        return F.nll_loss(self(batch[0]), batch[1])
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=1e-3)
+
+
+@pytest.fixture(scope="module")
+def trained() -> dict[int, tuple[LogSoftmaxNet, UnlearningDataModule]]:
+    """Per seed: the model trained by its own ``training_step`` (held-out accuracy 0.93-0.96), and its data."""
+    out = {}
+    for seed in SEEDS:
+        dm = UnlearningDataModule("digits", forget=ClassForget(3), seed=seed)
+        dm.prepare_data()
+        dm.setup()
+        L.seed_everything(seed, verbose=False)
+        model = LogSoftmaxNet()
+        L.Trainer(max_epochs=15, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                  enable_model_summary=False).fit(model, dm.dataloader("train", shuffle=True))
+        out[seed] = (model.eval(), dm)
+    return out
+
+
+@pytest.mark.parametrize("method", ["PRU", "SU", "UGradSL", "NegGradPlus", "SalUn"])
+def test_a_class_request_is_served_on_a_model_whose_last_linear_layer_is_followed_by_log_softmax(trained, method):
+    for seed, (model, dm) in trained.items():
+        kept = {k: v.clone() for k, v in model.state_dict().items()}
+        outcome = unlearn(model, dm, method=method, seed=seed).unlearning_outcome
+        assert outcome.reached, (seed, outcome.summary())
+        assert outcome.after["retained_heldout"] >= outcome.before["retained_heldout"] - outcome.guard, outcome.summary()
+        assert all(torch.equal(v, model.state_dict()[k]) for k, v in kept.items())  # the user's model is untouched
+        if method == "PRU":  # the head phase cannot use head(embeddings): it runs through the model, and says so
+            assert any("ran through the whole model" in note for note in outcome.notes), outcome.notes
+
+
+@pytest.mark.parametrize("method", ["PS", "BoundaryExpanding"])
+def test_a_method_defined_on_the_final_linear_layer_says_what_the_model_does(method):
+    dm = UnlearningDataModule("digits", forget=ClassForget(3), seed=0)
+    model = LitClassifier()
+    with pytest.raises(HeadNotFoundError, match=rf"^{method} .* but LitClassifier applies operations outside its"
+                       r" submodules after its final linear layer 'backbone.l2'\. Unlearn with a method that trains"):
+        unlearn(model, dm, method=method)
+
+
+def test_pru_classifier_phase_through_the_model_equals_the_cached_path():
+    dm = UnlearningDataModule("digits", forget=ClassForget(3), seed=0)
+    dm.prepare_data()
+    dm.setup()
+    torch.manual_seed(0)
+    method = PRU(nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)))
+    dataset = dm.split_dataset("forget")
+    order = torch.randperm(len(dataset))
+    cached = list(method._head_chunks(dataset, order, 16, through_model=False))
+    full = list(method._head_chunks(dataset, order, 16, through_model=True))
+    assert len(cached) == len(full) == -(-len(dataset) // 16)
+    for (cached_logits, cached_idx), (full_logits, full_idx) in zip(cached, full):
+        assert torch.equal(cached_idx, full_idx)
+        torch.testing.assert_close(cached_logits(), full_logits())
+
+
+class Bottleneck(nn.Module):
+    """A 16-wide layer registered after the 64 -> 10 head that gives the class scores (it runs first)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.out = nn.Linear(64, 10)
+        self.wide = nn.Linear(16, 64)
+        self.inp = nn.Linear(64, 16)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.wide(torch.relu(self.inp(x.flatten(1))))))
+
+
+def test_the_head_and_class_count_come_from_the_forward_pass_without_num_classes():
+    dm = UnlearningDataModule("digits", forget=ClassForget(3), seed=0)
+    torch.manual_seed(0)
+    method = SalUn(Bottleneck())
+    assert method.anatomy.head_name == "inp" and method.num_classes == 16  # the constructor's guess, without data
+    unlearn(method.model, dm, method=method)  # a wrong head would give labels up to 15 to a 10-class loss
+    assert (method.anatomy.head_name, method.num_classes) == ("out", 10)
