@@ -103,8 +103,8 @@ def test_evaluate_takes_trainer_options_and_gives_the_plain_loop_report(original
     from lightning_unlearn.evaluation import evaluate
 
     run = tmp_path / "ft"
-    main(["unlearn", *QUIET, "--method", "FineTune", "--method.checkpoint", str(original_ckpt), "--method.max_steps", "3",
-          *DIGITS, "--output", str(run)])
+    main(["unlearn", *QUIET, "--method", "FineTune", "--method.checkpoint", str(original_ckpt), "--method.target", "null",
+          "--method.guard", "null", "--method.max_epochs", "1", *DIGITS, "--output", str(run)])
     out = tmp_path / "report.json"
     main(["evaluate", *DIGITS, "--unlearned", str(run), "--original", str(original_ckpt), "--output", str(out),
           "--trainer.accelerator", "cpu", "--trainer.devices", "1", "--trainer.precision", "32-true"])
