@@ -27,7 +27,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_args, get_origin
 
 from jsonargparse import DefaultHelpFormatter
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -131,9 +131,9 @@ def _root_cause(message: str) -> str:
 
 def _classes_in(typehint: Any) -> list[type]:
     """The classes named by a type hint (``Optional[X]``, ``X | Literal[...]``, ``Union[X, Y]`` ...)."""
-    if isinstance(typehint, type):
+    if isinstance(typehint, type) and get_origin(typehint) is None:  # a class, not ``list[int]``
         return [typehint]
-    return [cls for arg in getattr(typehint, "__args__", ()) for cls in _classes_in(arg)]
+    return [cls for arg in get_args(typehint) for cls in _classes_in(arg)]
 
 
 def _short_class_list(typehint: Any) -> str | None:
