@@ -6,7 +6,7 @@ Subcommands::
     lightning-unlearn fit       # train the original Classifier on an UnlearningDataModule (standard LightningCLI)
     lightning-unlearn validate  # / test: standard LightningCLI
     lightning-unlearn unlearn   # serve a deletion request with a registered method, write the unlearned model
-    lightning-unlearn evaluate  # score an unlearned model (accuracies, MIA, gaps to a reference)
+    lightning-unlearn evaluate  # score an unlearned model (accuracies, MIA, gaps to a reference) on one device
     lightning-unlearn benchmark # every registered method against Retrain on the bundled data (``make demo``)
 
 Every method, data module, forget specification and callback is selectable by ``class_path`` in
@@ -20,38 +20,56 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import json
 import os
 import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_args, get_origin
 
+from jsonargparse import DefaultHelpFormatter
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 import torch
 from torch import nn
 
-import lightning_unlearn.callbacks  # noqa: F401  (callbacks selectable by class name)
-import lightning_unlearn.methods  # noqa: F401  (every method selectable by class name)
+# (importing the package imports every method and callback: all selectable by class name)
 from lightning_unlearn._version import __version__
 from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
 from lightning_unlearn.benchmark_store import check_output, output_lock
 from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.methods import METHODS, get_method
 from lightning_unlearn.methods.base import UnlearningMethod, load_model_weights, model_from_checkpoint
-from lightning_unlearn.methods.registry import get_method
 from lightning_unlearn.models.classifier import Classifier
+from lightning_unlearn.models.networks import AllCNN, LeNet5
 from lightning_unlearn.outputs import split_accuracies
 from lightning_unlearn.serialization import check_file
 
+DESCRIPTION = (
+    "Machine unlearning for PyTorch Lightning classifiers: train the original model (fit), serve a deletion request"
+    " with a registered method (unlearn), score the unlearned model (evaluate), compare every method (benchmark)."
+)
+LIGHTNING_SUBCOMMANDS: dict[str, str] = {
+    "fit": "Train the original classifier (a Classifier on an UnlearningDataModule) with the Lightning Trainer.",
+    "validate": "Run one validation epoch of a classifier with the Lightning Trainer.",
+    "test": "Score a classifier on the data module's test split with the Lightning Trainer.",
+}
 CUSTOM_SUBCOMMANDS: dict[str, str] = {
     "unlearn": "Serve a deletion request: unlearn a trained classifier with a registered method.",
     "evaluate": "Evaluate an unlearned model against the original and the retrained reference.",
     "benchmark": "Run every registered method against Retrain and write a report folder (make demo).",
 }
 UNLEARN_TRAINER_DEFAULTS: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "max_epochs": None}
+EVALUATE_TRAINER_ARGS: tuple[str, ...] = ("accelerator", "devices", "precision")
+EVALUATE_TRAINER_DEFAULTS: dict[str, Any] = {"devices": 1}
+EVALUATE_TRAINER_FIXED: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
+                                          "enable_model_summary": False}
 MODEL_FILE = "model.pt"
+NETWORKS: tuple[type[nn.Module], ...] = (LeNet5, AllCNN)
+"""The package's networks, listed in ``--help`` where an argument takes any ``nn.Module``."""
 
 
 def resolve_method_args(args: list[str]) -> list[str]:
@@ -111,6 +129,55 @@ def _root_cause(message: str) -> str:
     return causes[0] if "Union subtypes" in message and causes else message
 
 
+def _classes_in(typehint: Any) -> list[type]:
+    """The classes named by a type hint (``Optional[X]``, ``X | Literal[...]``, ``Union[X, Y]`` ...)."""
+    if isinstance(typehint, type) and get_origin(typehint) is None:  # a class, not ``list[int]``
+        return [typehint]
+    return [cls for arg in get_args(typehint) for cls in _classes_in(arg)]
+
+
+def _short_class_list(typehint: Any) -> str | None:
+    """The classes ``--help`` lists for an argument of this type, or ``None`` to keep jsonargparse's list.
+
+    An argument that takes any ``nn.Module`` would list every layer of torch, and one that takes an
+    :class:`UnlearningMethod` the package's internal bases: they list the package's networks and the
+    registered methods instead. Parsing is unchanged: any subclass is accepted by class path.
+    """
+    classes = _classes_in(typehint)
+    bases = [c for c in classes if issubclass(c, UnlearningMethod)]
+    if bases:
+        chosen = [cls for cls in METHODS.values() if issubclass(cls, tuple(bases))]
+        names = sorted(cls.method_name for cls in chosen)  # type: ignore[attr-defined]
+        return f", registered methods (any case): {', '.join(names)}; other subclasses by class path"
+    if any(issubclass(c, nn.Module) and c.__module__.split(".")[0] in ("torch", "lightning") for c in classes):
+        paths = [f"lightning_unlearn.models.{cls.__name__}" for cls in NETWORKS]
+        return f", networks: {', '.join(paths)}; any other nn.Module subclass by class path"
+    return None
+
+
+class UnlearningHelpFormatter(DefaultHelpFormatter):
+    """jsonargparse's help formatter, with a short list of classes where the type's known subclasses
+    would fill hundreds of lines (see :func:`_short_class_list`)."""
+
+    def _get_help_string(self, action: Any) -> str:
+        text = super()._get_help_string(action)
+        extra_help = getattr(action, "extra_help", None)  # jsonargparse's typed arguments
+        short = _short_class_list(getattr(action, "_typehint", None)) if callable(extra_help) else None
+        if short is not None:
+            known = extra_help()  # ", known subclasses: ..." as appended by the base class
+            if known:
+                text = text.replace(known, short)
+        return text
+
+
+class UnlearningArgumentParser(LightningArgumentParser):
+    """LightningArgumentParser whose help uses :class:`UnlearningHelpFormatter` (also in ``--<key>.help CLASS``)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", UnlearningHelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 class UnlearningCLI(LightningCLI):
     """LightningCLI with ``unlearn``, ``evaluate`` and ``benchmark`` beside ``fit``/``validate``/``test``.
 
@@ -142,7 +209,9 @@ class UnlearningCLI(LightningCLI):
         kwargs.setdefault("model_class", Classifier)
         kwargs.setdefault("datamodule_class", UnlearningDataModule)
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
-        kwargs.setdefault("parser_kwargs", {"prog": "lightning-unlearn", "version": __version__})
+        kwargs.setdefault("parser_kwargs", {"prog": "lightning-unlearn", "version": __version__,
+                                            "description": DESCRIPTION})
+        kwargs.setdefault("parser_class", UnlearningArgumentParser)
         super().__init__(args=args, run=run, **kwargs)
 
     @staticmethod
@@ -165,7 +234,7 @@ class UnlearningCLI(LightningCLI):
                 subparser_kwargs.setdefault("description", description)
                 subcommand_parser = self._prepare_custom_parser(subcommand, **subparser_kwargs)
             else:
-                description = (getattr(Trainer, subcommand).__doc__ or "").strip().splitlines()[0]
+                description = LIGHTNING_SUBCOMMANDS[subcommand]
                 subparser_kwargs.setdefault("description", description)
                 subcommand_parser = self._prepare_subcommand_parser(self.trainer_class, subcommand, **subparser_kwargs)  # type: ignore[arg-type]
             self._subcommand_parsers[subcommand] = subcommand_parser
@@ -205,6 +274,13 @@ class UnlearningCLI(LightningCLI):
                 parser.add_lightning_class_args(self.trainer_class, "trainer")  # type: ignore[arg-type]
                 parser.set_defaults({f"trainer.{k}": v for k, v in UNLEARN_TRAINER_DEFAULTS.items()})
                 parser.add_lightning_class_args(UnlearningMethod, "method", subclass_mode=True, required=True)
+            else:  # evaluate: the Trainer options its passes use (Trainer.predict on one device)
+                skip = set(inspect.signature(self.trainer_class.__init__).parameters) - {"self", *EVALUATE_TRAINER_ARGS}
+                parser.add_class_arguments(self.trainer_class, "trainer", fail_untyped=False, instantiate=False,
+                                           sub_configs=True, skip=skip)  # type: ignore[arg-type]
+                parser.set_defaults({f"trainer.{k}": v for k, v in EVALUATE_TRAINER_DEFAULTS.items()})
+                if "trainer" in getattr(parser, "groups", {}):
+                    parser.groups["trainer"].title = "The Lightning Trainer of the evaluation passes (one device)"
             parser.add_lightning_class_args(UnlearningDataModule, "data")
             added = parser.add_method_arguments(type(self), f"run_{subcommand}", skip={"self"})
         self._subcommand_method_arguments[subcommand] = added
@@ -264,6 +340,19 @@ class UnlearningCLI(LightningCLI):
                 runs_to_budget = self.model.runs_to_budget()  # type: ignore[union-attr]
                 extra["max_epochs"] = -1 if runs_to_budget else max(int(self.model.hparams.max_epochs), 1)
             self.trainer = self.instantiate_trainer(**extra)
+        elif self.subcommand == "evaluate":
+            from lightning_unlearn.api import quiet
+
+            try:
+                with quiet():
+                    self.trainer = self.instantiate_trainer(**EVALUATE_TRAINER_FIXED)
+            except (ValueError, RuntimeError, MisconfigurationException) as err:  # e.g. an accelerator not here
+                self._parser("evaluate").error(str(err).strip().splitlines()[0])
+            if self.trainer.world_size > 1 or self.trainer.num_devices > 1:
+                self._parser("evaluate").error(
+                    f"`--trainer.devices` must select one device: evaluate runs its passes in one process, got"
+                    f" devices={self._get(self.config, 'trainer').get('devices')!r}."
+                )
 
     def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Any]) -> Trainer:
         if self.subcommand in CUSTOM_SUBCOMMANDS:  # the run folder holds the config; no SaveConfigCallback
@@ -374,7 +463,7 @@ class UnlearningCLI(LightningCLI):
                 self._parser("evaluate").error(str(err))
 
         report = evaluate_fn(load(unlearned, "--unlearned"), self.datamodule, original=load(original, "--original"),
-                             reference=load(reference, "--reference"))
+                             reference=load(reference, "--reference"), trainer=self.trainer)
         payload = report.to_dict()
         if output is not None:
             write_json_atomic(output, json.loads(json.dumps(payload, default=str)))
