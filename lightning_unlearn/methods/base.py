@@ -251,6 +251,8 @@ class UnlearningMethod(LightningModule):
         self.val_accuracy = nn.ModuleDict({s: SplitAccuracy() for s in self.val_splits})
         self.test_accuracy = nn.ModuleDict()
         self.runtime_s = 0.0
+        self.notes: list[str] = []
+        """What the method did differently for this model (added to the outcome's ``notes``)."""
         self.outcome: UnlearningOutcome | None = None
         self._t_start: float | None = None
         self._active_val_splits: list[str] = []
@@ -464,6 +466,7 @@ class UnlearningMethod(LightningModule):
             self._t_start = None
             if self.outcome is not None:
                 self.outcome.runtime_s = self.runtime_s
+                self.outcome.notes.extend(note for note in self.notes if note not in self.outcome.notes)
                 rank_zero_info(self.outcome.summary())
             else:
                 rank_zero_info(f"{type(self).__name__}: unlearning took {self.runtime_s:.2f} s.")

@@ -243,8 +243,8 @@ class PRU(SoftTargetMethod):
 
     def on_fit_end(self) -> None:
         set_requires_grad(self.anatomy.head_parameters(), True)  # hand back a normal model
-        if self._through_model_s and self.outcome is not None:
-            self.outcome.notes.append(
+        if self._through_model_s:
+            self.notes.append(
                 f"{self.anatomy.describe_tail()}: the classifier phase ran through the whole model"
                 f" ({self._through_model_s:.2f} s) instead of on cached embeddings"
             )

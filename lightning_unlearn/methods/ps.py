@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import time
 from collections.abc import Iterator
 from typing import Any, Literal
 
@@ -12,7 +13,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
-from lightning_unlearn.passes import embedding_pass, gather_rows
+from lightning_unlearn.models.anatomy import set_requires_grad
+from lightning_unlearn.models.classifier import split_batch
+from lightning_unlearn.passes import embedding_pass, eval_mode, gather_rows
 from lightning_unlearn.methods.naive_ps import _OneShot
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.models.classifier import build_optimizer
@@ -82,6 +85,12 @@ class PS(_OneShot):
     is computed in closed form, :func:`head_gradients`). The whole request costs about one
     forward pass over D_f. No retain data is used.
 
+    When operations follow the head (e.g. a ReLU or ``log_softmax`` after the last linear
+    layer), the model's output is not ``head(embeddings)``: the forget inputs are then cached
+    instead, and every step and check runs through the whole model in eval mode with the
+    backbone frozen (gradients reach the head through the operations after it). That costs a
+    forward pass per step and per check instead of a matrix product; the outcome's notes say so.
+
     Fitting with a Trainer performs everything in ``prepare_unlearning`` (no Trainer
     steps); :meth:`surgery` serves a request without a Trainer. Under DDP every process
     embeds its share of D_f; the cache is gathered and ordered by dataset index so the head
@@ -123,7 +132,6 @@ class PS(_OneShot):
         >>> method = PS(LeNet5(), lr=1e-3, epochs=5, train="weight")
     """
 
-    needs_head_output = "trains its final linear layer on embeddings cached once (logits = head(embeddings))"
     data_need = "forget"
     iterative = True  # its head iterates on cached embeddings, towards the request's target
     paper = "Liu et al., Prototype Surgery (CCS 2025), PS: soft-label fine-tuning of the prototypes."
@@ -198,23 +206,82 @@ class PS(_OneShot):
             out[split] = (emb, gather_rows(torch.cat([c[2] for c in chunks]), trainer))
         return out
 
+    def _through_model(self) -> bool:
+        """Whether operations follow the head, so steps and checks run through the whole model."""
+        return self.anatomy.head_is_output is False
+
+    def _inputs_of(self, loader: DataLoader) -> tuple[Tensor, Tensor, Tensor]:
+        """``(inputs, labels, indices)`` of every sample of ``loader`` on this device, ordered by dataset index
+        (the same on every process: each reads the whole loader)."""
+        xs, ys, ids = [], [], []
+        for position, batch in enumerate(loader):
+            x, y = split_batch(batch)
+            xs.append(torch.as_tensor(x))
+            ys.append(torch.as_tensor(y))
+            ids.append(torch.as_tensor(batch[2]) if len(batch) > 2 else torch.arange(len(y)) + position * len(y))
+        order = torch.cat(ids).argsort()
+        device = self.anatomy.head.weight.device
+        return torch.cat(xs)[order].to(device), torch.cat(ys)[order].to(device), torch.cat(ids)[order]
+
+    def _model_logits(self, x: Tensor) -> Tensor:
+        """The whole model's output in eval mode, in chunks (the path where operations follow the head)."""
+        with eval_mode(self.model):
+            return torch.cat([self.model(chunk) for chunk in x.split(self.hparams.head_batch_size)])
+
+    def _model_gradients(self, x: Tensor, targets: Tensor) -> None:
+        """Set the trainable head parameters' gradients of the mean cross-entropy ``CE(model(x), p)``."""
+        params = self.trainable_parameters()
+        with torch.enable_grad(), eval_mode(self.model):
+            frozen = [p for p in self.model.parameters() if p.requires_grad and all(p is not q for q in params)]
+            set_requires_grad(frozen, False)
+            try:
+                loss = -(targets * self.model(x).float().log_softmax(dim=1)).sum(dim=1).mean()
+                grads = torch.autograd.grad(loss, params)
+            finally:
+                set_requires_grad(frozen, True)
+        for param, grad in zip(params, grads):
+            param.grad = grad
+
     def _surgery(self, forget_loader: DataLoader) -> None:
         hp = self.hparams
         head = self.anatomy.head
-        embeddings, targets = (t.to(head.weight.dtype) for t in self.cache_forget_set(forget_loader))
+        through = self._through_model()
+        started = time.perf_counter()
+        if through:
+            inputs, labels, _ = self._inputs_of(forget_loader)
+            with torch.no_grad():
+                targets = soft_labels(self._model_logits(inputs), labels, hp.top_k).to(head.weight.dtype)
+            n = inputs.shape[0]
+        else:
+            embeddings, targets = (t.to(head.weight.dtype) for t in self.cache_forget_set(forget_loader))
+            n = embeddings.shape[0]
         optimizer = build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
         generator = torch.Generator().manual_seed(hp.seed)
-        n, size = embeddings.shape[0], hp.head_batch_size
+        size = hp.head_batch_size
         per_epoch = -(-n // size)
         request = self._request() if self._fit_trainer is not None else None
         serving = request is not None and request.checking and request.target is not None
-        checks = self.check_embeddings(request) if serving else {}  # type: ignore[arg-type]
+        if not serving:
+            checks = {}
+        elif through:
+            checks = {split: self._inputs_of(loader)[:2] for split, loader in request.loaders.items() if split != "ref"}  # type: ignore[union-attr]
+        else:
+            checks = self.check_embeddings(request)  # type: ignore[arg-type]
 
         def judge() -> tuple[float, bool, bool]:
             values = {}
-            for split, (emb, labels) in checks.items():
-                values[split] = float((F.linear(emb.to(head.weight.dtype), head.weight, head.bias).argmax(1) == labels).float().mean())
+            for split, (data, labels) in checks.items():
+                scores = self._model_logits(data) if through else F.linear(data.to(head.weight.dtype), head.weight, head.bias)
+                values[split] = float((scores.argmax(1) == labels).float().mean())
             return request.judge(values)  # type: ignore[union-attr]
+
+        def set_gradients(batch: Tensor) -> None:
+            if through:
+                self._model_gradients(inputs[batch], targets[batch])
+                return
+            head.weight.grad, grad_bias = head_gradients(head, embeddings[batch], targets[batch])
+            if head.bias is not None:
+                head.bias.grad = grad_bias
 
         # Without a request: ``epochs`` passes. Serving one: steps until the target's aim is crossed,
         # within the request's step budget, judged after every step (a linear layer on cached
@@ -228,14 +295,13 @@ class PS(_OneShot):
         steps, violations, backoffs, stopped_by = 0, 0, 0, "budget"
         patience = GUARD_PATIENCE * per_epoch  # as many steps as GUARD_PATIENCE checks once per pass
         done = serving and request.judge(request.before)[2]  # type: ignore[union-attr]
-        with torch.no_grad(), _single_thread(embeddings.device):
+        device = head.weight.device
+        with torch.no_grad(), (contextlib.nullcontext() if through else _single_thread(device)):
             while steps < budget and not done:
-                order = torch.randperm(n, generator=generator).to(embeddings.device)
+                order = torch.randperm(n, generator=generator).to(device)
                 for start in range(0, n, size):
                     batch = order[start : start + size]
-                    head.weight.grad, grad_bias = head_gradients(head, embeddings[batch], targets[batch])
-                    if head.bias is not None:
-                        head.bias.grad = grad_bias
+                    set_gradients(batch)
                     optimizer.step()
                     steps += 1
                     if serving:
@@ -265,3 +331,8 @@ class PS(_OneShot):
         head.weight.grad = None
         if head.bias is not None:
             head.bias.grad = None
+        if through:
+            self.notes.append(
+                f"{self.anatomy.describe_tail()}: the head trained through the whole model"
+                f" ({time.perf_counter() - started:.2f} s) instead of on cached embeddings"
+            )
