@@ -210,21 +210,63 @@ def progress_line(record: RunRecord, done: int, total: int) -> str:
 
 # ------------------------------------------------------------------------------- plots
 def _styles(methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """A colour, marker and line style per method, the same in every plot; Retrain and Original stand apart."""
+    """A colour, marker and line style per method, the same in every plot; Retrain and Original stand apart.
+
+    Colours are matplotlib's tab10 (its grey left to Original); past nine methods the colours repeat
+    with the next line style, and the marker cycle (12 shapes) keeps every method's combination distinct.
+    """
     import matplotlib.pyplot as plt
 
-    tab20 = plt.get_cmap("tab20").colors
-    palette = [*tab20[0::2], *tab20[1::2]]  # the ten strong hues first, then their light versions
+    palette = [c for i, c in enumerate(plt.get_cmap("tab10").colors) if i != 7]  # index 7 is grey
     others = [m for m in sorted(methods, key=str.lower) if m not in (REFERENCE, ORIGINAL)]
     styles = {m: {"color": palette[i % len(palette)], "marker": _MARKERS[i % len(_MARKERS)],
-                  "linestyle": _LINESTYLES[i % len(_LINESTYLES)]} for i, m in enumerate(others)}
+                  "linestyle": _LINESTYLES[(i // len(palette)) % len(_LINESTYLES)]} for i, m in enumerate(others)}
     styles[REFERENCE] = {"color": "black", "marker": "o", "linestyle": "-", "linewidth": 2.5}
     styles[ORIGINAL] = {"color": "0.45", "marker": "x", "linestyle": ":", "linewidth": 2.0}
     return styles
 
 
-def write_plots(folder: Path, table: Mapping[str, Mapping[str, dict[str, Any]]]) -> list[str]:
-    """``gap_<scenario>.png`` (average gap with 95% intervals) and ``relearn_<scenario>.png`` into ``folder``."""
+def draw_relearning(ax: Any, scenario: str, rows: Mapping[str, dict[str, Any]], styles: Mapping[str, dict[str, Any]],
+                    forget_class: int | None = None) -> None:
+    """One scenario's mean relearning curves into ``ax``; the legend, outside the axes, lists Retrain and
+    Original first, then the methods from the highest final accuracy to the lowest (the order of the curves' ends).
+
+    Only the ``class`` scenario forgets a whole class (``forget_class``): it relearns without it and probes D_tf.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    from lightning_unlearn.plots import relearning_axis_labels
+
+    curves = {m: [math.nan if v is None else 100 * v for v in r["relearning"]["mean"]]
+              for m, r in rows.items() if r.get("relearning")}
+    fixed = [m for m in (REFERENCE, ORIGINAL) if m in curves]
+
+    def final(method: str) -> float:
+        last = curves[method][-1] if curves[method] else math.nan
+        return -math.inf if math.isnan(last) else last
+
+    ranked = sorted((m for m in curves if m not in fixed), key=lambda m: (-final(m), m.lower()))
+    for method in [*fixed, *ranked]:
+        ax.plot(range(len(curves[method])), curves[method], markersize=5, label=label(method), alpha=0.9,
+                **styles[method])
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    class_wise = scenario == "class"
+    classes = [forget_class] if class_wise and forget_class is not None else None
+    xlabel, ylabel = relearning_axis_labels(classes, class_wise)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel, fontsize=9)
+    ax.set_title(f"relearning: {scenario}: {SCENARIO_TITLES.get(scenario, scenario)} (mean over seeds)", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False, title="final value, high to low",
+              title_fontsize=8)
+
+
+def write_plots(folder: Path, table: Mapping[str, Mapping[str, dict[str, Any]]],
+                forget_class: int | None = None) -> list[str]:
+    """``gap_<scenario>.png`` (average gap with 95% intervals) and ``relearn_<scenario>.png`` into ``folder``.
+
+    ``forget_class`` (the class of the ``class`` scenario) names it in the relearning plot's labels.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -252,21 +294,10 @@ def write_plots(folder: Path, table: Mapping[str, Mapping[str, dict[str, Any]]])
             fig.savefig(folder / f"gap_{scenario}.png", dpi=110)
             plt.close(fig)
             written.append(f"gap_{scenario}.png")
-        curves = {m: r["relearning"]["mean"] for m, r in rows.items() if r.get("relearning")}
-        if curves:
-            class_wise = scenario == "class"
-            fig, ax = plt.subplots(figsize=(7.5, 4.8))
-            for method in _ordered(curves):
-                ax.plot(range(len(curves[method])), [100 * v for v in curves[method]], markersize=4, label=label(method),
-                        **styles[method])
-            data = "D_new of the retained classes" if class_wise else "D_new (all classes)"
-            ax.set_xlabel(f"relearning epoch (fine-tuning on {data})")
-            probe = "D_tf, the forgotten class's test samples" if class_wise else "D_f, the forgotten training samples"
-            ax.set_ylabel(f"accuracy on {probe} (%)", fontsize=9)
-            ax.set_title(f"relearning: {title} (mean over seeds)", fontsize=10)
-            ax.legend(fontsize=7, ncol=2)
-            fig.tight_layout()
-            fig.savefig(folder / f"relearn_{scenario}.png", dpi=110)
+        if any(r.get("relearning") for r in rows.values()):
+            fig, ax = plt.subplots(figsize=(9.0, 4.8))
+            draw_relearning(ax, scenario, rows, styles, forget_class)
+            fig.savefig(folder / f"relearn_{scenario}.png", dpi=110, bbox_inches="tight")
             plt.close(fig)
             written.append(f"relearn_{scenario}.png")
     return written
@@ -279,7 +310,7 @@ def write_report(out: Path, config: Mapping[str, Any], records: Sequence[RunReco
     table = aggregate(records)
     staging = Path(tempfile.mkdtemp(prefix=".report.", dir=out))
     try:
-        plots = write_plots(staging, table)
+        plots = write_plots(staging, table, config.get("forget_class"))
         text = markdown(config, table, records, wall_time_s, resumed) + "".join(f"\n![{p}]({p})\n" for p in plots)
         (staging / "report.md").write_text(text)
         names = [*plots, "report.md"]

@@ -168,24 +168,67 @@ def plot_prototype_similarity(report: UnlearningReport, path: Path) -> Path:
     return path
 
 
-def plot_relearning(report: UnlearningReport, path: Path) -> Path:
-    """Forget accuracy after every relearning epoch (epoch 0 = before relearning)."""
-    fig, ax = _figure()
-    for role, curve in report.relearning.items():
-        accs = [100 * a for a in curve["forget_accuracy"]]
-        ax.plot(range(len(accs)), accs, marker="o", label=role, color=COLORS.get(role))
-        if curve.get("threshold") is not None:
-            ax.axhline(100 * curve["threshold"], ls="--", color="k", lw=0.8)
-            ax.annotate("recovery threshold", (0, 100 * curve["threshold"]), xytext=(2, 2), textcoords="offset points", fontsize=7)
+ROLE_LABELS = {
+    "unlearned": "unlearned",
+    "original": "original (before unlearning)",
+    "reference": "reference (retrained)",
+}
+ROLE_MARKERS = {"unlearned": "o", "original": "s", "reference": "^"}
+ROLE_LINESTYLES = {"unlearned": "-", "original": ":", "reference": "--"}
+
+
+def relearning_axis_labels(forget_classes: list[int] | None, class_wise: bool | None = None) -> tuple[str, str]:
+    """``(x label, y label)`` of a relearning curve, true for the request.
+
+    Class-wise forgetting relearns on D_new without the forgotten classes and probes D_tf; a
+    sub-class, random or index request has no forgotten class: it relearns on all of D_new and
+    probes D_f (see :func:`lightning_unlearn.relearning.relearn`). ``class_wise`` defaults to
+    whether ``forget_classes`` names any class.
+
+    Example:
+        >>> relearning_axis_labels([3])[0]
+        'relearning epoch (fine-tuning on D_new without class 3)'
+        >>> relearning_axis_labels(None)
+        ('relearning epoch (fine-tuning on D_new, all classes)', 'accuracy on D_f, the forgotten training samples (%)')
+    """
+    if not (bool(forget_classes) if class_wise is None else class_wise):
+        return ("relearning epoch (fine-tuning on D_new, all classes)",
+                "accuracy on D_f, the forgotten training samples (%)")
+    if not forget_classes:
+        names = "the forgotten classes"
+    else:
+        names = ("classes " if len(forget_classes) > 1 else "class ") + ", ".join(str(c) for c in forget_classes)
+    return (f"relearning epoch (fine-tuning on D_new without {names})",
+            f"accuracy on D_tf, the test samples of {names} (%)")
+
+
+def draw_relearning(ax, report: UnlearningReport) -> None:  # type: ignore[no-untyped-def]
+    """Draw the report's relearning curves into ``ax`` (one colour, marker and line style per model)."""
     from matplotlib.ticker import MaxNLocator
 
+    thresholds = set()
+    for role, curve in report.relearning.items():
+        accs = [100 * a for a in curve["forget_accuracy"]]
+        ax.plot(range(len(accs)), accs, marker=ROLE_MARKERS.get(role, "D"), linestyle=ROLE_LINESTYLES.get(role, "-."),
+                label=ROLE_LABELS.get(role, role), color=COLORS.get(role))
+        if curve.get("threshold") is not None:
+            thresholds.add(float(curve["threshold"]))
+    for threshold in sorted(thresholds):
+        ax.axhline(100 * threshold, ls="--", color="k", lw=0.8, label=f"recovery threshold ({100 * threshold:.0f}%)")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    split = next(iter(report.relearning.values()))["probe_split"]
-    ax.set_xlabel("relearning epoch on D_new ∩ retained classes")
-    ax.set_ylabel(f"accuracy on {SPLIT_LABELS.get(split, split)} (%)")
+    xlabel, ylabel = relearning_axis_labels(report.forget_classes)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel, fontsize=9)
     ax.set_ylim(-3, 103)
-    ax.set_title("Relearning test")
-    ax.legend(fontsize=8)
+    ax.set_title("Relearning test (epoch 0: before relearning)")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=2, frameon=False)
+
+
+def plot_relearning(report: UnlearningReport, path: Path) -> Path:
+    """Forget accuracy after every relearning epoch (epoch 0 = before relearning)."""
+    fig, ax = _figure(7.0, 4.6)
+    draw_relearning(ax, report)
     fig.tight_layout()
     fig.savefig(path)
     fig.clf()

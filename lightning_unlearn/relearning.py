@@ -1,8 +1,9 @@
 """The relearning test (PRU, Zhang et al., ACML 2024, §5.3): does forgotten knowledge come back?
 
-A copy of the unlearned model is fine-tuned on D_new restricted to the retained classes
-(samples never seen during training, none of the forgotten classes), and the accuracy on
-the forgotten data is recorded after every epoch. A model that truly forgot stays low; a
+A copy of the unlearned model is fine-tuned on D_new (samples never seen during training),
+without the forgotten classes when the request forgets whole classes (a sub-class, random or
+index request forgets no class: every D_new sample is used), and the accuracy on the forgotten
+data is recorded after every epoch. A model that truly forgot stays low; a
 model whose forgetting was only a shifted decision boundary recovers quickly.
 """
 
@@ -48,7 +49,7 @@ def relearn(
     threshold: float | None = None,
     seed: int = 0,
 ) -> RelearningResult:
-    """Fine-tune a copy of ``model`` on D_new ∩ retained classes and track forget accuracy.
+    """Fine-tune a copy of ``model`` on D_new (without the forgotten classes, if any) and track forget accuracy.
 
     Args:
         model: the unlearned model (left unchanged: a copy is fine-tuned).

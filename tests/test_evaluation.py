@@ -95,3 +95,34 @@ def test_tiny_forget_set_omits_loss_mia_with_a_note(ga_class):
     assert report.unlearned.loss_mia is None and report.loss_mia_split is None
     assert "Loss MIA omitted" in report.notes[0] and "got 5" in report.notes[0]
     assert report.unlearned.mia_efficacy is not None and report.splits == ["forget", "retain", "test"]
+
+
+@pytest.mark.parametrize("forget_classes, probe", [(None, "forget"), ([3], "test_forget")])
+def test_relearning_plot_labels_are_true_for_the_request(forget_classes, probe):
+    """A random or sub-class request has no retained-class restriction: the plot says all of D_new and D_f."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lightning_unlearn.evaluation import ModelMetrics
+    from lightning_unlearn.plots import draw_relearning
+
+    metrics = ModelMetrics({"forget": 0.9, "retain": 0.9, "test": 0.9}, 0.1, [0.9] * 10)
+    roles = ("unlearned", "original", "reference")
+    report = UnlearningReport(["forget", "retain", "test"], 10, forget_classes, None, dict.fromkeys(roles, metrics))
+    curve = {"probe_split": probe, "forget_accuracy": [0.5, 0.9], "threshold": 0.8, "relearn_epochs": 1}
+    report.relearning = {role: dict(curve) for role in roles}
+    fig, ax = plt.subplots()
+    draw_relearning(ax, report)
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["unlearned", "original (before unlearning)", "reference (retrained)", "recovery threshold (80%)"]
+    lines = ax.get_lines()[:3]
+    assert len({line.get_color() for line in lines}) == 3 and len({line.get_marker() for line in lines}) == 3
+    text = ax.get_xlabel() + ax.get_ylabel()
+    assert "retained" not in text
+    if forget_classes is None:
+        assert "D_new, all classes" in ax.get_xlabel() and "D_f" in ax.get_ylabel()
+    else:
+        assert "D_new without class 3" in ax.get_xlabel() and "D_tf" in ax.get_ylabel()
+    plt.close(fig)

@@ -19,11 +19,16 @@ Criterion = Literal["average_gap", "forget_target"]
 class UnlearningEvaluator(Callback):
     """Evaluate forget/retain/test accuracy (and optionally MIA and the average gap) after every epoch.
 
-    After each validation run of the unlearning Trainer, the model is scored with
-    :func:`lightning_unlearn.evaluation.evaluate` (one forward pass per split); the values are
-    logged as ``eval/<name>`` to the Trainer's loggers (and ``trainer.callback_metrics``, so
-    ``ModelCheckpoint``/``EarlyStopping`` can monitor them) and kept in :attr:`history`. With a
-    ``criterion`` the callback also keeps the best epoch's weights:
+    At the end of each validation epoch of the unlearning Trainer, the model is scored with
+    :func:`lightning_unlearn.evaluation.evaluate` (one forward pass per split) and the values are
+    kept in :attr:`history`. They are logged with ``pl_module.log`` in the validation phase, so
+    they land in the same row and on the same step as the method's own validation metrics, reach
+    every logger and ``trainer.callback_metrics`` (``ModelCheckpoint``/``EarlyStopping`` can
+    monitor them), and each quantity is logged once: the accuracy on a split is
+    ``val/<split>_acc``, the key an :class:`~lightning_unlearn.methods.UnlearningMethod` logs for
+    the splits it validates (those are not logged a second time); the callback adds the splits the
+    method does not validate, ``val/mia_efficacy`` and ``val/average_gap``. With a ``criterion``
+    the callback also keeps the best epoch's weights:
 
     * ``"average_gap"``: the smallest average gap to ``reference`` (needs ``mia=True``);
     * ``"forget_target"``: the first epoch whose forget accuracy is at most ``forget_target``.
@@ -97,7 +102,7 @@ class UnlearningEvaluator(Callback):
     def _model(pl_module: pl.LightningModule) -> nn.Module:
         return getattr(pl_module, "unlearned_model", pl_module)
 
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != "fit" or (trainer.current_epoch + 1) % self.every_n_epochs:
             return
         from lightning_unlearn.evaluation import evaluate
@@ -113,9 +118,12 @@ class UnlearningEvaluator(Callback):
         if report.average_gap is not None:
             values["average_gap"] = report.average_gap
         self.history.append({"epoch": float(trainer.current_epoch), **values})
-        for logger in trainer.loggers:
-            logger.log_metrics({f"eval/{k}": v for k, v in values.items()}, step=trainer.global_step)
-        trainer.callback_metrics.update({f"eval/{k}": torch.tensor(v) for k, v in values.items()})
+        # The method already logged val/<split>_acc for the splits it validates: the same quantity, not logged twice.
+        validated = {f"{s}_acc" for s in getattr(pl_module, "validated_splits", ())}
+        for name, value in values.items():
+            if name not in validated:
+                # Every process computed the same value over the whole split; sync_dist is Lightning's epoch-level rule.
+                pl_module.log(f"val/{name}", value, on_epoch=True, sync_dist=True, add_dataloader_idx=False)
         self._update_best(trainer.current_epoch, values, model)
 
     def _update_best(self, epoch: int, values: dict[str, float], model: nn.Module) -> None:

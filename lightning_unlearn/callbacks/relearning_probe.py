@@ -16,13 +16,20 @@ from lightning_unlearn.relearning import RelearningResult, relearn
 class RelearningProbe(Callback):
     """Run the relearning test (PRU, Zhang et al., ACML 2024, §5.3) when unlearning ends.
 
-    A copy of the unlearned model is fine-tuned on D_new restricted to the retained classes
-    (:func:`lightning_unlearn.relearning.relearn`, SGD); the forget accuracy (on D_tf for
-    class-wise forgetting, else D_f) is recorded before relearning and after every epoch, and the
-    relearn time is the first epoch at which it reaches ``threshold``. The curve is logged to the
-    Trainer's loggers as ``relearn/forget_acc`` (step = relearning epoch) and kept in
-    :attr:`result`; the unlearned model itself is not changed. Every process runs the same
-    deterministic probe (no collective call), so the result is identical on all of them.
+    A copy of the unlearned model is fine-tuned on D_new, without the forgotten classes when the
+    request forgets whole classes (:func:`lightning_unlearn.relearning.relearn`, SGD); the forget
+    accuracy (on D_tf for class-wise forgetting, else D_f) is recorded before relearning and after
+    every epoch, and the relearn time is the first epoch at which it reaches ``threshold``. The
+    unlearned model itself is not changed. Every process runs the same deterministic probe (no
+    collective call), so the result is identical on all of them.
+
+    The curve is kept in :attr:`result` and logged to the Trainer's loggers, one row per relearning
+    epoch ``e``: ``relearn/forget_acc`` with ``relearn/epoch`` = ``e``, the curve's own x-axis (the
+    ``relearn/epoch`` column of a CSV log, or wandb's
+    ``define_metric("relearn/*", step_metric="relearn/epoch")``). The rows take the logger steps
+    that follow the last step unlearning logged (the probe runs after fitting): steps that went
+    back would interleave the curve with the training rows, or be refused by loggers whose steps
+    only increase (wandb).
 
     Args:
         epochs: relearning epochs (default 10).
@@ -79,9 +86,11 @@ class RelearningProbe(Callback):
         start = time.perf_counter()
         self.result = relearn(model, trainer.datamodule, self.epochs, self.lr, self.momentum, self.batch_size, self.threshold, self.seed)
         self.probe_time_s = time.perf_counter() - start
+        # Lightning logs at the count of batches that stepped (global_step counts optimiser steps): past both.
+        first_step = max(trainer.global_step, trainer.fit_loop.epoch_loop._batches_that_stepped) + 1
         for logger in trainer.loggers:
             for epoch, acc in enumerate(self.result.forget_accuracy):
-                logger.log_metrics({"relearn/forget_acc": acc}, step=epoch)
+                logger.log_metrics({"relearn/forget_acc": acc, "relearn/epoch": epoch}, step=first_step + epoch)
             logger.save()
         rank_zero_info(
             f"RelearningProbe: forget accuracy {['%.3f' % a for a in self.result.forget_accuracy]};"

@@ -72,8 +72,13 @@ class UnlearningDataModule(LightningDataModule):
     (train or test), so metrics can drop the duplicates DistributedSampler pads in.
 
     When a Trainer fits an unlearning method with this data module, ``train_dataloader``
-    serves what the method asks for (forget set, retain set, or both); when it fits a
-    plain classifier it serves the whole training split.
+    serves what the method asks for (forget set, retain set, or both), and
+    ``val_dataloader`` the splits it validates (each logged as ``val/<split>_acc``). When it
+    fits a plain classifier, ``train_dataloader`` serves the whole training split and
+    ``val_dataloader`` the test split D_t, named by :attr:`val_split`: the data module holds out
+    no validation split of its own (D_new and D_ref serve the relearning test and the targets of
+    instance-wise requests), so a :class:`~lightning_unlearn.models.Classifier` logs its
+    validation accuracy as ``val/test_acc``, not as the accuracy on unseen validation data.
 
     Args:
         dataset: a bundled dataset (``mnist5k``, ``digits``) or a torchvision one read from ``root``.
@@ -108,6 +113,9 @@ class UnlearningDataModule(LightningDataModule):
         >>> len(dm.forget_indices), len(dm.retain_indices)
         (400, 3600)
     """
+
+    val_split: str = "test"
+    """The split ``val_dataloader`` serves a model that does not choose its own (a plain classifier); D_t by default."""
 
     def __init__(
         self,
@@ -291,7 +299,7 @@ class UnlearningDataModule(LightningDataModule):
     def val_dataloader(self) -> Any:
         module = self.trainer.lightning_module if self.trainer is not None else None
         hook = getattr(module, "unlearning_val_dataloader", None)
-        return hook(self) if callable(hook) else self.dataloader("test")
+        return hook(self) if callable(hook) else self.dataloader(self.val_split)  # type: ignore[arg-type]
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")

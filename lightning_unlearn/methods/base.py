@@ -345,6 +345,11 @@ class UnlearningMethod(LightningModule):
             self.val_accuracy[split] = SplitAccuracy()
         return added
 
+    @property
+    def validated_splits(self) -> tuple[str, ...]:
+        """The splits the current validation run scores, each logged once as ``val/<split>_acc``."""
+        return tuple(self._active_val_splits) or self.val_splits
+
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
         split = self._active_val_splits[dataloader_idx] if self._active_val_splits else self.val_splits[dataloader_idx]
         metric = self.val_accuracy[split]

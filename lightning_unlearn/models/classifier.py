@@ -39,6 +39,13 @@ def split_batch(batch: Any) -> tuple[Tensor, Tensor]:
 class Classifier(LightningModule):
     """Cross-entropy training of a classifier, with accuracy logged by torchmetrics.
 
+    Logs ``train/loss`` and ``train/acc``; ``test/acc`` under ``trainer.test``. The validation
+    accuracy is named after the split validation runs on: ``val/<split>_acc`` when the data module
+    says which split its ``val_dataloader`` serves (a ``val_split`` attribute; an
+    :class:`~lightning_unlearn.data.UnlearningDataModule` serves the test split D_t, so
+    ``val/test_acc``), else ``val/acc``. Monitor that key, e.g.
+    ``ModelCheckpoint(monitor="val/test_acc", mode="max")``.
+
     Args:
         model: an ``nn.Module`` or the name of a reference network.
         num_classes: number of classes.
@@ -82,10 +89,17 @@ class Classifier(LightningModule):
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True)
         return loss
 
+    @property
+    def val_key(self) -> str:
+        """The key of the validation accuracy: ``val/<split>_acc`` when the data module names its validation split."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        split = getattr(datamodule, "val_split", None)
+        return f"val/{split}_acc" if isinstance(split, str) and split else "val/acc"
+
     def validation_step(self, batch: Any, batch_idx: int) -> None:
         x, y = split_batch(batch)
         self.val_acc(self(x), y)
-        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
+        self.log(self.val_key, self.val_acc, on_step=False, on_epoch=True, prog_bar=True)
 
     def test_step(self, batch: Any, batch_idx: int) -> None:
         x, y = split_batch(batch)

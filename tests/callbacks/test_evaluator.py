@@ -16,6 +16,16 @@ from lightning_unlearn.evaluation import evaluate
 EPOCHS = 3
 
 
+def assert_one_row_per_quantity_and_step(rows: list[dict[str, str]]) -> None:
+    """Every logged quantity has at most one value per logger step."""
+    seen: set[tuple[str, str]] = set()
+    for row in rows:
+        for key, value in row.items():
+            if key not in ("step", "epoch") and value:
+                assert (key, row["step"]) not in seen, f"{key} logged twice at step {row['step']}"
+                seen.add((key, row["step"]))
+
+
 def test_evaluator_logs_every_epoch_and_restores_the_best(mnist_dm, original_lenet, retrained_lenet, tmp_path):
     dm = mnist_dm("class")
     evaluator = UnlearningEvaluator(reference=retrained_lenet("class"), mia=True, criterion="average_gap", restore_best=True)
@@ -31,11 +41,18 @@ def test_evaluator_logs_every_epoch_and_restores_the_best(mnist_dm, original_len
     # The weights left in the model are the best epoch's, and score what was recorded for it.
     report = evaluate(method.unlearned_model, dm, reference=retrained_lenet("class"), loss_mia=False)
     assert report.average_gap == pytest.approx(evaluator.best_score, abs=1e-9)
-    # Logged to the Trainer's logger and to callback_metrics.
+    # Logged to the Trainer's logger and to callback_metrics, in the validation rows, each quantity once.
     rows = list(csv.DictReader(open(logger.log_dir + "/metrics.csv")))
-    logged = [float(r["eval/average_gap"]) for r in rows if r.get("eval/average_gap")]
+    logged = [float(r["val/average_gap"]) for r in rows if r.get("val/average_gap")]
     assert logged == pytest.approx(gaps)
-    assert float(trainer.callback_metrics["eval/retain_acc"]) == pytest.approx(evaluator.history[-1]["retain_acc"])
+    assert float(trainer.callback_metrics["val/retain_acc"]) == pytest.approx(evaluator.history[-1]["retain_acc"])
+    assert not [k for k in rows[0] if k.startswith("eval/")]  # no second name for what val/ already holds
+    assert_one_row_per_quantity_and_step(rows)
+    for split in ("forget", "retain", "test", "test_forget", "test_retain"):  # the method's and the evaluator's splits
+        values = [float(r[f"val/{split}_acc"]) for r in rows if r.get(f"val/{split}_acc")]
+        assert values == pytest.approx([h[f"{split}_acc"] for h in evaluator.history])
+    gap_steps = [r["step"] for r in rows if r.get("val/average_gap")]
+    assert gap_steps == [r["step"] for r in rows if r.get("val/forget_acc")]  # the method's validation row, same step
     # Resumable: the state (history, best epoch and weights) round-trips.
     restored = UnlearningEvaluator(reference=retrained_lenet("class"), mia=True, criterion="average_gap")
     restored.load_state_dict(evaluator.state_dict())

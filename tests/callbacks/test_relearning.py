@@ -18,7 +18,7 @@ def test_probe_records_the_relearning_curve(mnist_dm, original_lenet, tmp_path):
     probe = RelearningProbe(epochs=2, lr=1e-2, threshold=0.5)
     method = create_method("GradientAscent", original_lenet, max_epochs=1, lr=2e-3, target=None, guard=None)  # one fixed epoch
     logger = CSVLogger(tmp_path, name="run")
-    make_trainer(1, [probe], limit_val_batches=0, logger=logger).fit(method, datamodule=dm)
+    make_trainer(1, [probe], limit_val_batches=0, logger=logger, log_every_n_steps=1).fit(method, datamodule=dm)
 
     result = probe.result
     assert result is not None and result.probe_split == "test_forget" and len(result.forget_accuracy) == 3
@@ -26,8 +26,14 @@ def test_probe_records_the_relearning_curve(mnist_dm, original_lenet, tmp_path):
     direct = relearn(method.unlearned_model, dm, epochs=2, lr=1e-2, threshold=0.5)
     assert result.forget_accuracy == pytest.approx(direct.forget_accuracy) and result.relearn_epochs == direct.relearn_epochs
     assert probe.probe_time_s > 0
-    rows = [r for r in csv.DictReader(open(logger.log_dir + "/metrics.csv")) if r.get("relearn/forget_acc")]
-    assert [float(r["relearn/forget_acc"]) for r in rows] == pytest.approx(result.forget_accuracy)
+    rows = list(csv.DictReader(open(logger.log_dir + "/metrics.csv")))
+    relearn_rows = [r for r in rows if r.get("relearn/forget_acc")]
+    assert [float(r["relearn/forget_acc"]) for r in relearn_rows] == pytest.approx(result.forget_accuracy)
+    # Its own axis (relearn/epoch), on logger steps after every step of unlearning: no step is reused or goes back.
+    assert [int(r["relearn/epoch"]) for r in relearn_rows] == [0, 1, 2]
+    steps = [int(r["step"]) for r in relearn_rows]
+    training_steps = [int(r["step"]) for r in rows if not r.get("relearn/forget_acc")]
+    assert training_steps and steps == list(range(steps[0], steps[0] + 3)) and steps[0] > max(training_steps)
     restored = RelearningProbe(epochs=2, lr=1e-2, threshold=0.5)
     restored.load_state_dict(probe.state_dict())
     assert restored.result == result

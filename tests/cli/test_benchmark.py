@@ -208,3 +208,39 @@ def test_bad_input_is_a_one_line_usage_error(tmp_path, capsys, args, options, me
     with pytest.raises(ValueError, match=re.escape(message)):  # a BenchmarkArgumentError, from Python too
         run_benchmark(output=str(out), **options)
     assert not out.exists()
+
+
+@pytest.mark.parametrize("scenario", ["class", "subclass", "random"])
+def test_relearning_plot_tells_the_methods_apart_and_names_the_scenarios_data(scenario):
+    """Every method its own (colour, marker, line style) from tab10; legend outside, by final value; labels true."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from lightning_unlearn.benchmark_report import _styles, draw_relearning
+
+    methods = [m for m in available_methods() if m != REFERENCE]
+    assert len(methods) >= 16
+    rows = {m: {"relearning": {"mean": [0.0, 0.01 * i]}} for i, m in enumerate(methods)}
+    rows[REFERENCE] = {"relearning": {"mean": [0.0, 0.5]}}
+    rows[ORIGINAL] = {"relearning": {"mean": [1.0, 1.0]}}
+    styles = _styles(list(rows))
+    tab10 = set(plt.get_cmap("tab10").colors)
+    assert all(styles[m]["color"] in tab10 for m in methods)  # strong hues only, no pastel
+    combos = {(styles[m]["color"], styles[m]["marker"], styles[m]["linestyle"]) for m in methods}
+    assert len(combos) == len(methods) and len({styles[m]["marker"] for m in methods}) >= 12
+    fig, ax = plt.subplots()
+    draw_relearning(ax, scenario, rows, styles, forget_class=3)
+    legend = ax.get_legend()
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert labels[:2] == [REFERENCE, "Original (no unlearning)"]
+    # Then the methods in the order of the curves' ends, highest first.
+    assert labels[2:] == sorted(methods, key=lambda m: -rows[m]["relearning"]["mean"][-1])
+    assert legend.get_bbox_to_anchor().x0 >= ax.get_window_extent().x1  # outside the axes: no curve hidden
+    if scenario == "class":
+        assert "D_new without class 3" in ax.get_xlabel() and "D_tf" in ax.get_ylabel()
+    else:
+        assert "D_new, all classes" in ax.get_xlabel() and "D_f" in ax.get_ylabel()
+    assert "retained" not in ax.get_xlabel() + ax.get_ylabel()
+    plt.close(fig)

@@ -237,3 +237,37 @@ def test_a_manifest_is_read_as_given_or_refused(tmp_path):
     for change, match in cases:
         with pytest.raises(ValueError, match=match):
             UnlearningDataModule("digits", manifest=broken(change)).setup()
+
+
+def test_validation_is_named_for_the_split_it_runs_on(tmp_path):
+    """A plain classifier validates on D_t (the data module holds out no validation split): the key says so."""
+    import csv
+
+    from lightning.pytorch import Trainer, seed_everything
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_unlearn import Classifier
+    from lightning_unlearn.outputs import predict
+
+    seed_everything(0, verbose=False)
+    dm = UnlearningDataModule("digits", forget=ClassForget([3]), batch_size=64)
+    dm.setup()
+    assert dm.val_split == "test"
+    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    classifier = Classifier(network, 10, dm.input_shape, lr=1e-2)
+    checkpoint = ModelCheckpoint(tmp_path / "ckpt", monitor="val/test_acc", mode="max")
+    logger = CSVLogger(tmp_path, name="fit")
+    trainer = Trainer(max_epochs=2, callbacks=[checkpoint], logger=logger, enable_progress_bar=False,
+                      enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(classifier, datamodule=dm)
+    assert "val/test_acc" in trainer.callback_metrics and "val/acc" not in trainer.callback_metrics
+    rows = list(csv.DictReader(open(logger.log_dir + "/metrics.csv")))
+    logged = [float(r["val/test_acc"]) for r in rows if r.get("val/test_acc")]
+    assert len(logged) == 2 and logged[-1] == pytest.approx(predict(classifier, dm.dataloader("test")).accuracy)
+    assert float(checkpoint.best_model_score) == pytest.approx(max(logged))  # monitor="val/test_acc" works
+    # Loaders given directly: nothing names the split, the key stays generic.
+    trainer = Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                      enable_model_summary=False, num_sanity_val_steps=0)
+    trainer.fit(classifier, dm.dataloader("train", shuffle=True), dm.dataloader("test"))
+    assert "val/acc" in trainer.callback_metrics and "val/test_acc" not in trainer.callback_metrics
