@@ -195,8 +195,9 @@ class PrototypeRecorder(Callback):
       :class:`~lightning_unlearn.models.Anatomy` in the LightningModule);
     * on the first training batch, before the first optimisation step, it reads the head from
       the forward pass (:meth:`~lightning_unlearn.models.Anatomy.inspect`) and fails at once if
-      Naive PS cannot use it (e.g. a ReLU follows the last linear layer), rather than after the
-      whole training;
+      no usable head runs, rather than after the whole training. Operations after the head (e.g.
+      a ReLU) are fine: the head's updates lie in the span of the training embeddings whatever
+      follows it, which is all Naive PS assumes;
     * after the last training batch (when ``max_epochs`` or ``max_steps`` ends the fit, so the
       checkpoints Lightning writes at the end of that epoch hold the recording), or else at fit
       end, it runs ONE no-grad, eval-mode pass over the training data and accumulates
@@ -306,8 +307,7 @@ class PrototypeRecorder(Callback):
         except (TypeError, ValueError, IndexError, KeyError):
             return  # a batch of another shape: the head is checked at the end of the fit instead
         anatomy = self._anatomy(pl_module)
-        anatomy.inspect(x)
-        anatomy.require_head_output("PrototypeRecorder", "records the final linear layer for NaivePS, which rewrites it in closed form")
+        anatomy.inspect(x)  # raises now, not after the whole training, when no usable head runs
         if anatomy.head_name != self._head_name:
             if trainer.ckpt_path is not None:
                 raise ValueError(

@@ -190,7 +190,6 @@ class NaivePS(_OneShot):
         >>> unlearned = unlearn(original, dm, method="NaivePS", recording=recorder)
     """
 
-    needs_head_output = "rewrites its final linear layer in closed form from the recorded embeddings"
     data_need = "forget"
     paper = "Liu et al., Prototype Surgery (CCS 2025), Naive PS: closed-form prototype update."
 

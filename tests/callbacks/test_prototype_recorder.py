@@ -120,13 +120,34 @@ class _ReluAfterHead(nn.Module):
         return torch.relu(self.out(self.body(x)))
 
 
-def test_a_head_naive_ps_cannot_use_fails_on_the_first_batch_before_any_step():
+def test_a_head_that_does_not_run_fails_on_the_first_batch_before_any_step():
     dm, _ = linear_problem()
-    trainer = make_trainer(3, [PrototypeRecorder()], limit_val_batches=0)
-    with pytest.raises(HeadNotFoundError, match=r"^PrototypeRecorder records the final linear layer for NaivePS.*"
-                       r" applies operations outside its submodules after its final linear layer 'model.out'"):
-        trainer.fit(Classifier(_ReluAfterHead(), num_classes=C), datamodule=dm)
+
+    class Unused(_ReluAfterHead):
+        def __init__(self) -> None:
+            super().__init__()
+            self.spare = nn.Linear(8, C)  # named as the head, never called
+
+    trainer = make_trainer(3, [PrototypeRecorder(head="model.spare")], limit_val_batches=0)
+    with pytest.raises(HeadNotFoundError, match=r"^The head 'model.spare' does not run in Classifier's forward pass"):
+        trainer.fit(Classifier(Unused(), num_classes=C), datamodule=dm)
     assert trainer.global_step == 0
+
+
+def test_operations_after_the_head_are_recorded_and_served():
+    """Whatever follows the head, its updates lie in the span of the training embeddings: Naive PS applies."""
+    from lightning_unlearn.methods import NaivePS
+
+    dm, _ = linear_problem()
+    recorder = PrototypeRecorder()
+    torch.manual_seed(0)
+    clf = Classifier(_ReluAfterHead(), num_classes=C, optimizer="sgd", lr=0.1)
+    make_trainer(3, [recorder], limit_val_batches=0).fit(clf, datamodule=dm)
+    assert recorder.recording.head_name == "model.out" and recorder.recording.num_samples == N
+    method = NaivePS(clf, recording=recorder.recording.copy(), target=None, guard=None)
+    kept = method.anatomy.head.weight.detach().clone()
+    method.surgery(DataLoader(dm.split_dataset("forget"), batch_size=8))
+    assert not torch.equal(method.anatomy.head.weight, kept)
 
 
 def test_naive_ps_refuses_a_recording_that_does_not_match_the_request():
