@@ -64,6 +64,7 @@ class _OneShot(UnlearningMethod):
     """
 
     iterative = False
+    trains_in_epochs = False
 
     @property
     def _fit_trainer(self) -> Any:
