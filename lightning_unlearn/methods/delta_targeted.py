@@ -9,7 +9,6 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from lightning_unlearn.methods.base import _check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import SoftTargetMethod, delta_targeted_labels
 
@@ -81,8 +80,10 @@ class DeltaTargeted(SoftTargetMethod):
         loss_threshold: float = 0.05,
         **kwargs: Any,
     ) -> None:
-        _check_number("delta", delta, "in [0, 1] (probability of keeping the true label)", lambda v: 0 <= v <= 1)
-        _check_number("lam", lam, "> 0 (the loss exponent λ)", lambda v: v > 0)
+        if not 0.0 <= delta <= 1.0:
+            raise ValueError(f"`delta` (probability of keeping the true label) must be in [0, 1], got {delta}.")
+        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not 0 < lam < math.inf:
+            raise ValueError(f"`lam` (the loss exponent λ) must be a finite number > 0, got {lam!r}.")
         if not isinstance(loss_threshold, (int, float)) or isinstance(loss_threshold, bool) or not 0 <= loss_threshold < math.inf:
             raise ValueError(f"`loss_threshold` (the paper's ε) must be a finite number >= 0, got {loss_threshold!r}.")
         super().__init__(model, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
