@@ -22,7 +22,9 @@ import contextlib
 import copy
 import inspect
 import json
+import logging
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -41,12 +43,14 @@ from lightning_unlearn._version import __version__
 from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
 from lightning_unlearn.benchmark_store import check_output, output_lock
 from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.data.forget import ForgetSpec
 from lightning_unlearn.methods import METHODS, get_method
-from lightning_unlearn.methods.base import UnlearningMethod, load_model_weights, model_from_checkpoint
+from lightning_unlearn.methods.base import UnlearningMethod, check_model_inputs, load_model_weights, model_from_checkpoint
+from lightning_unlearn.methods.registry import available_methods
 from lightning_unlearn.models.classifier import Classifier
 from lightning_unlearn.models.networks import AllCNN, LeNet5
 from lightning_unlearn.outputs import split_accuracies
-from lightning_unlearn.serialization import check_file
+from lightning_unlearn.serialization import check_file, load_trusted
 
 DESCRIPTION = (
     "Machine unlearning for PyTorch Lightning classifiers: train the original model (fit), serve a deletion request"
@@ -178,6 +182,132 @@ class UnlearningArgumentParser(LightningArgumentParser):
         super().__init__(*args, **kwargs)
 
 
+# --------------------------------------------------------------------------- one-line errors
+_GROUPS: tuple[tuple[type, str], ...] = ((ForgetSpec, "--data.forget."), (UnlearningDataModule, "--data."),
+                                         (UnlearningMethod, "--method."))
+
+
+def _flag_prefix(err: BaseException) -> str | None:
+    """The flag group (``--method.``, ``--data.``, ``--data.forget.``) of the object whose code raised ``err``.
+
+    Read from the innermost frame, along the exception's chain, whose ``self`` is a method, a data
+    module or a forget specification (their errors name the argument without the group).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        found = None
+        tb = current.__traceback__
+        while tb is not None:
+            owner = tb.tb_frame.f_locals.get("self")
+            found = next((prefix for cls, prefix in _GROUPS if isinstance(owner, cls)), found)
+            tb = tb.tb_next
+        if found is not None:
+            return found
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _cli_message(err: BaseException) -> str:
+    """``err``'s message for the command line: one line, the argument named by its flag (`lr` -> `--method.lr`)."""
+    message = _root_cause(str(err)).strip()
+    prefix = _flag_prefix(err)
+    if prefix is not None:
+        message = re.sub(r"^`(\w+)`", lambda m: f"`{prefix}{m.group(1)}`", message)
+    return " ".join(message.split())
+
+
+def _flag_value(args: list[str], flag: str) -> str | None:
+    """The value given to ``flag`` on the command line (``--flag value`` or ``--flag=value``), if any."""
+    for i, token in enumerate(args):
+        if token == flag and i + 1 < len(args):
+            return args[i + 1]
+        if token.startswith(flag + "="):
+            return token.split("=", 1)[1]
+    return None
+
+
+def _type_name(text: str) -> str:
+    text = text.strip()
+    text = re.sub(r"<class '(?:[\w.]+\.)?(\w+)'>", r"\1", text)
+    text = re.sub(r"typing\.Literal\[(.*)\]", r"one of [\1]", text)
+    if text.startswith("dot import path string"):
+        return "a class name or import path"
+    return "None" if text == "NoneType" else text
+
+
+def one_line_error(message: str) -> str:
+    """jsonargparse's (often multi-line) parse error as one line naming the flag, what was expected and what was given.
+
+    E.g. ``Parser key "method": ... Parser key "lr": Expected a <class 'float'>. Got value: nan`` (11 lines)
+    becomes ```--method.lr`: expected float, got nan.``
+    """
+    lines = [line.strip() for line in message.strip().splitlines()]
+    if not lines or not lines[0].startswith("Parser key"):
+        required = re.match(r"the following arguments are required: (.+)", lines[0] if lines else "")
+        if required:
+            names = [f"`--{name.strip().split('.', 1)[-1]}`" for name in required.group(1).split(",")]
+            return f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} required."
+        return " ".join(message.split())
+    keys: list[str] = []
+    cls = None
+    expected: list[str] = []
+    got = None
+    for line in lines:
+        item = line[2:] if line.startswith("- ") else line
+        key = re.match(r'Parser key "([^"]+)":\s*(.*)', item)
+        if key:
+            keys.append(key.group(1))
+            item = key.group(2)
+            if not item:
+                continue
+        problem = re.match(r"Problem with given class_path '([^']+)'", item)
+        if problem:
+            cls = problem.group(1).rsplit(".", 1)[-1]
+            continue
+        option = re.match(r"Option '([^']+)' is not accepted", item)
+        if option:
+            return f"`--{'.'.join(keys)}.{option.group(1)}` is not an option of {cls or 'this class'}."
+        inline = re.match(r"Expected a (.+?)\. Got value: (.*)", item)
+        if inline:
+            expected, got = [_type_name(inline.group(1))], inline.group(2)
+            break
+        alternative = re.match(r"Expected a (.+)", item)
+        if alternative and not alternative.group(1).startswith("path but"):
+            expected.append(_type_name(alternative.group(1).split(":")[0]))
+            continue
+        given = re.match(r"Given value: (.*)", item)
+        if given and expected:
+            got = given.group(1)
+            break
+        if item and not item.startswith(("Does not validate", "Subtypes:", "Errors:", "Given value", "Expected a path but")):
+            expected, got = [], item  # another kind of message: keep it as it is
+            break
+    flag = f"`--{'.'.join(keys)}`"
+    if not expected:
+        return f"{flag}: {got}" if got else " ".join(message.split())
+    wanted = " or ".join(dict.fromkeys(expected))
+    return f"{flag}: expected {wanted}, got {got}."
+
+
+class _OneLineParser(UnlearningArgumentParser):
+    """A parser whose usage errors are one line on stderr (``<prog>: error: <message>``), exit code 2."""
+
+    def error(self, message: str, ex: Exception | None = None) -> Any:
+        from jsonargparse._common import debug_mode_active
+
+        if not self.exit_on_error or debug_mode_active():
+            return super().error(message, ex)
+        parser = getattr(ex, "subcommand_parser", None) or self
+        prog = parser.prog.replace(" [options]", "")
+        required = re.match(r"the following arguments are required: (\w+)\.", message)
+        if parser is self and required and required.group(1) in UnlearningCLI.subcommands():
+            prog = f"{prog} {required.group(1)}"  # a missing argument of a subcommand, reported by the root parser
+        sys.stderr.write(f"{prog}: error: {one_line_error(message)}\n")
+        self.exit(2)
+
+
 class UnlearningCLI(LightningCLI):
     """LightningCLI with ``unlearn``, ``evaluate`` and ``benchmark`` beside ``fit``/``validate``/``test``.
 
@@ -211,8 +341,20 @@ class UnlearningCLI(LightningCLI):
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
         kwargs.setdefault("parser_kwargs", {"prog": "lightning-unlearn", "version": __version__,
                                             "description": DESCRIPTION})
-        kwargs.setdefault("parser_class", UnlearningArgumentParser)
+        kwargs.setdefault("parser_class", _OneLineParser)
         super().__init__(args=args, run=run, **kwargs)
+
+    def _set_seed(self) -> None:
+        if self.config.get("subcommand") not in CUSTOM_SUBCOMMANDS:
+            super()._set_seed()
+            return
+        seed_logger = logging.getLogger("lightning.fabric.utilities.seed")
+        level = seed_logger.level
+        seed_logger.setLevel(logging.WARNING)  # the seed is in the run's config.yaml; an error stays the only line
+        try:
+            super()._set_seed()
+        finally:
+            seed_logger.setLevel(level)
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
@@ -291,21 +433,36 @@ class UnlearningCLI(LightningCLI):
             super().parse_arguments(parser, args)
             return
         raw = list(sys.argv[1:] if args is None else args)
+        self._raw_args = raw
         try:
             resolved = resolve_method_args(raw)
         except ValueError as err:
             target = self._subcommand_parsers.get(raw[0], parser) if raw else parser
-            target.error(str(err))
+            target.error(f"`--method`: {err}")
         self.config = parser.parse_args(resolved)
+        if self.config.get("subcommand") == "fit":  # before anything runs (the seed is set next)
+            output = self.config["fit"].get("output")
+            if output is not None and Path(output).is_dir():
+                self._parser("fit").error(f"`--output` {output!r} is a folder: give the checkpoint file to write"
+                                          " (e.g. runs/original.ckpt).")
 
     # ----------------------------------------------------------- instantiation
     def before_instantiate_classes(self) -> None:
         """Fail fast, before any work, on an existing output folder or a checkpoint that does not exist."""
+        if self.subcommand == "evaluate":
+            self._check_evaluate_output(self.config["evaluate"])
+            return
         if self.subcommand != "unlearn":
             return
         config = self.config["unlearn"]
         parser = self._parser("unlearn")
+        if str(config["method"]["class_path"]).rsplit(".", 1)[-1] == UnlearningMethod.__name__:  # no --method given
+            parser.error(f"`--method` is required: a registered method ({', '.join(available_methods())}) or the"
+                         " class path of an UnlearningMethod subclass.")
         init_args = config["method"]["init_args"]
+        if init_args.get("checkpoint") is None:  # without it, a freshly initialised network would be "unlearned"
+            parser.error("`--method.checkpoint` is required: the original model, e.g. the checkpoint written by"
+                         " `lightning-unlearn fit --output` (with `--method.model` for a network not built by name).")
         data_args = (config.get("data") or {}).get("init_args", config.get("data")) or {}
         inputs = {"--method.checkpoint": init_args.get("checkpoint"), "--data.manifest": data_args.get("manifest"),
                   "--data.root": data_args.get("root")}
@@ -322,18 +479,68 @@ class UnlearningCLI(LightningCLI):
                 check_file(checkpoint, "--method.checkpoint")
             except OSError as err:
                 parser.error(str(err))
+        given = _flag_value(getattr(self, "_raw_args", []), "--method.recording")
+        if given is not None and Path(given).is_file() and recording != given:
+            # jsonargparse reads a recording path as a config file first (an empty file became `None`): read it here
+            try:
+                load_trusted(given, "--method.recording")
+            except (OSError, ValueError) as err:
+                parser.error(str(err))
+        trainer_args = config.get("trainer") or {}
+        for key in ("max_epochs", "max_steps"):
+            if trainer_args.get(key) == 0:
+                parser.error(f"`--trainer.{key}` 0 runs no training step: the model would be written unchanged. Leave it"
+                             " unset (the method's budget or the request ends the run) or give a value >= 1.")
+
+    def _check_evaluate_output(self, config: Any) -> None:
+        """``evaluate --output`` writes a JSON report: never over an input, a folder or a file that is not JSON."""
+        output = config.get("output")
+        if output is None:
+            return
+        out = Path(output)
+        data = (config.get("data") or {}).get("init_args", config.get("data")) or {}
+        inputs = {"--unlearned": config.get("unlearned"), "--original": config.get("original"),
+                  "--reference": config.get("reference"), "--data.manifest": data.get("manifest")}
+        parser = self._parser("evaluate")
+        for flag, value in inputs.items():
+            if value is None:
+                continue
+            path = Path(value) / MODEL_FILE if Path(value).is_dir() else Path(value)
+            if out.resolve() == path.resolve():
+                parser.error(f"`--output` {output!r} is the input `{flag}` {str(value)!r}: writing the report there would"
+                             " replace it. Choose another file (e.g. report.json).")
+        if out.is_dir():
+            parser.error(f"`--output` {output!r} is a folder: give the JSON file to write (e.g. {str(out / 'report.json')!r}).")
+        if out.is_file():
+            try:
+                json.loads(out.read_text())
+            except (OSError, UnicodeDecodeError, ValueError):
+                parser.error(f"`--output` {output!r} is an existing file that is not a JSON report: writing the report"
+                             " there would replace it. Choose another file.")
 
     def instantiate_classes(self) -> None:
         if self.subcommand not in CUSTOM_SUBCOMMANDS:
             super().instantiate_classes()
             return
+        parser = self._parser(self.subcommand)
         try:
-            self.config_init = self.parser.instantiate_classes(self.config)
+            instantiate = getattr(self.parser, "instantiate", None) or self.parser.instantiate_classes
+            self.config_init = instantiate(self.config)
         except (ValueError, TypeError, FileNotFoundError, IsADirectoryError) as err:  # errors raised by __init__
-            self._parser(self.subcommand).error(_root_cause(str(err)))
+            parser.error(_cli_message(err))
         self.datamodule = self._get(self.config_init, "data")
         self.model = self._get(self.config_init, "method")
         self.trainer = None  # type: ignore[assignment]
+        if self.datamodule is not None:  # before the Trainer starts: the split, the manifest, the model against the data
+            try:
+                self.datamodule.setup()
+                if self.subcommand == "unlearn":
+                    checkpoint = self._get(self.config, "method")["init_args"].get("checkpoint")
+                    what = f"The model of `--method.checkpoint` {str(checkpoint)!r}" if checkpoint else "The model"
+                    self.model.check_inputs(self.datamodule, what)  # type: ignore[union-attr]
+                    self.model.check_data(self.datamodule)  # type: ignore[union-attr]
+            except (ValueError, TypeError, FileNotFoundError) as err:
+                parser.error(_cli_message(err))
         if self.subcommand == "unlearn":
             extra = {}
             if self._get(self.config, "trainer").get("max_epochs") is None:  # the method's budget ends the run
@@ -394,7 +601,12 @@ class UnlearningCLI(LightningCLI):
         # One run per output folder: a second one fails here, before its training (the first process only:
         # the launcher's other processes carry LOCAL_RANK > 0 and write nothing).
         rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
-        with output_lock(out) if rank_zero else contextlib.nullcontext():
+        with contextlib.ExitStack() as stack:
+            if rank_zero:
+                try:
+                    stack.enter_context(output_lock(out))
+                except FileExistsError as err:  # another run is writing there: a usage error, before any work
+                    self._parser("unlearn").error(str(err))
             return self._fit_and_write(method, out, overwrite, evaluate, original)
 
     def _fit_and_write(self, method: UnlearningMethod, out: Path, overwrite: bool, evaluate: bool,
@@ -458,7 +670,10 @@ class UnlearningCLI(LightningCLI):
             if path is None:
                 return None
             try:
-                return load_classifier(path, copy.deepcopy(model) if model is not None else None, argument)
+                loaded = load_classifier(path, copy.deepcopy(model) if model is not None else None, argument)
+                check_model_inputs(loaded, self.datamodule.input_shape, self.datamodule.num_classes,
+                                   f"The model of `{argument}` {path!r}")
+                return loaded
             except (ValueError, FileNotFoundError, IsADirectoryError) as err:  # one line, exit code 2
                 self._parser("evaluate").error(str(err))
 

@@ -160,7 +160,8 @@ class UnlearningReport:
 
 
 # ------------------------------------------------------------------- checks
-def _check_models(models: dict[str, nn.Module], num_classes: int, head: str | None) -> dict[str, Anatomy]:
+def _check_models(models: dict[str, nn.Module], num_classes: int, head: str | None,
+                  input_shape: Sequence[int] | None = None) -> dict[str, Anatomy]:
     anatomies: dict[str, Anatomy] = {}
     for role, model in models.items():
         if not isinstance(model, nn.Module):
@@ -176,6 +177,11 @@ def _check_models(models: dict[str, nn.Module], num_classes: int, head: str | No
     if len(set(devices.values())) > 1:
         where = ", ".join(f"`{r}` on {d}" for r, d in devices.items())
         raise ValueError(f"All models must be on the same device, got {where}. Move them with `.to(device)`.")
+    if input_shape is not None:  # a model of other inputs than the data fails here, not deep in a forward pass
+        from lightning_unlearn.methods.base import check_model_inputs
+
+        for role, model in models.items():
+            check_model_inputs(model, input_shape, num_classes, f"`{role}`")
     return anatomies
 
 
@@ -277,7 +283,7 @@ def evaluate(
     models = {"unlearned": unlearned, "original": original, "reference": reference}
     models = {r: m for r, m in models.items() if m is not None}
     datamodule.setup()
-    anatomies = _check_models(models, datamodule.num_classes, head)
+    anatomies = _check_models(models, datamodule.num_classes, head, datamodule.input_shape)
     chosen = _check_splits(datamodule, splits)
     loss_split = None
     notes: list[str] = []

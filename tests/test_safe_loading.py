@@ -128,9 +128,9 @@ def _cli_rows(crafted: str, ckpt: str, out: str) -> dict[str, tuple[str, list[st
     lenet = ["--method.model", "lightning_unlearn.models.LeNet5", "--method.model.input_size", "8"]
     evaluate = ["evaluate", *DIGITS]
     return {
-        "unlearn --method.checkpoint": ("checkpoint", [*unlearn, "--method.checkpoint", crafted]),
-        "unlearn --method.checkpoint --method.model": ("checkpoint", [*unlearn, "--method.checkpoint", crafted, *lenet]),
-        "unlearn --method.recording": ("recording", [*naive, "--method.recording", crafted]),
+        "unlearn --method.checkpoint": ("--method.checkpoint", [*unlearn, "--method.checkpoint", crafted]),
+        "unlearn --method.checkpoint --method.model": ("--method.checkpoint", [*unlearn, "--method.checkpoint", crafted, *lenet]),
+        "unlearn --method.recording": ("--method.recording", [*naive, "--method.recording", crafted]),
         "evaluate --unlearned": ("--unlearned", [*evaluate, "--unlearned", crafted]),
         "evaluate --unlearned --model": ("--unlearned", [*evaluate, "--unlearned", crafted, "--model",
                                                          "lightning_unlearn.models.LeNet5", "--model.input_size", "8"]),

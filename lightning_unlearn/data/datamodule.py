@@ -23,6 +23,12 @@ DEFAULT_REF_FRACTION = 0.1
 """D_ref held out by default for sub-class, random and index requests (their target is measured on it)."""
 
 
+def _first(values: np.ndarray, count: int = 5) -> str:
+    """The first ``count`` entries of ``values`` and how many there are in all (for one-line errors)."""
+    shown = np.asarray(values)[:count].tolist()
+    return f"{shown}" + (f" (and {values.size - count} more, {values.size} in all)" if values.size > count else "")
+
+
 class EpochRandomSampler(RandomSampler):
     """A RandomSampler whose order is a function of ``(seed, epoch)``.
 
@@ -143,8 +149,10 @@ class UnlearningDataModule(LightningDataModule):
                 raise ValueError(f"`{name}` must be in [0, 1), got {value}.")
         if new_fraction + ref_fraction >= 1.0:
             raise ValueError(f"`new_fraction` + `ref_fraction` must be < 1, got {new_fraction + ref_fraction}.")
-        if batch_size < 1 or eval_batch_size < 1:
-            raise ValueError(f"`batch_size` and `eval_batch_size` must be >= 1, got {batch_size}, {eval_batch_size}.")
+        for name, value, low in (("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1),
+                                 ("num_workers", num_workers, 0)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
         if forget is not None and not isinstance(forget, ForgetSpec):
             raise TypeError(f"`forget` must be a ForgetSpec (ClassForget, SubclassForget, ...), got {type(forget).__name__}.")
         self.dataset_name = dataset
@@ -328,45 +336,72 @@ class UnlearningDataModule(LightningDataModule):
         return Path(path)
 
     def _read_manifest(self, path: str) -> dict[str, np.ndarray]:
-        with open(path) as fh:
-            payload = json.load(fh)
+        try:
+            with open(path) as fh:
+                payload = json.load(fh)
+        except (UnicodeDecodeError, ValueError) as err:
+            raise ValueError(f"`manifest` {path!r} is not a JSON manifest ({str(err).splitlines()[0]}): give the"
+                             " manifest.json of a run (written by save_manifest).") from None
+        missing = [k for k in ("forget_spec", "indices") if not isinstance(payload, dict) or k not in payload]
+        if missing or not isinstance(payload.get("indices"), dict):
+            raise ValueError(f"`manifest` {path!r} is not a manifest written by save_manifest: it has no"
+                             f" {' or '.join(repr(k) for k in missing or ['indices'])} mapping.")
         expected = {"dataset": self.dataset_name, "num_train": len(self.data.train), "num_test": len(self.data.test)}  # type: ignore[arg-type]
         if self.dataset_name in ("mnist5k", "digits"):  # indices refer to the order of the seeded train/test split
             expected["split_seed"] = self.split_seed
         for key, value in expected.items():
             if payload.get(key, 0 if key == "split_seed" else None) != value:
-                raise ValueError(f"Manifest {path!r} has {key}={payload.get(key)!r}, but this data module has {value!r}.")
-        self.forget = ForgetSpec.from_dict(payload["forget_spec"])
-        indices = {k: np.asarray(v) for k, v in payload["indices"].items()}
+                raise ValueError(f"`manifest` {path!r} has {key}={payload.get(key)!r}, but this data module has {value!r}.")
+        try:
+            self.forget = ForgetSpec.from_dict(payload["forget_spec"])
+        except (TypeError, ValueError, AttributeError) as err:
+            raise ValueError(f"`manifest` {path!r} has an invalid forget_spec: {err}") from None
+        try:
+            indices = {k: np.asarray(v) for k, v in payload["indices"].items()}
+        except ValueError:  # ragged nested lists
+            raise ValueError(f"`manifest` {path!r}: every split must be a list of integer indices.") from None
         self._check_indices(indices, path)
         return {k: v.astype(np.int64) for k, v in indices.items()}
 
     def _check_indices(self, indices: dict[str, np.ndarray], path: str) -> None:
-        """A manifest's splits are integer, in-range, duplicate-free indices, and D_f, D_r partition the training split."""
+        """A manifest's splits are integer, in-range, duplicate-free indices, and D_f, D_r partition the training split.
+
+        Every error names the first offending entries and how many there are.
+        """
+        where = f"`manifest` {path!r}"
         sizes = {"test_forget": len(self.data.test), "test_retain": len(self.data.test)}  # type: ignore[arg-type]
         for name in ("train", "forget", "retain"):
             if name not in indices:
-                raise ValueError(f"Manifest {path!r} has no {name!r} split.")
+                raise ValueError(f"{where} has no {name!r} split.")
         for name, values in indices.items():
             if name not in SPLITS:
-                raise ValueError(f"Manifest {path!r} has an unknown split {name!r} (known: {list(SPLITS)}).")
+                raise ValueError(f"{where} has an unknown split {name!r} (known: {list(SPLITS)}).")
             if values.size and (values.ndim != 1 or not np.issubdtype(values.dtype, np.integer)):
-                raise ValueError(f"Manifest {path!r}: split {name!r} must be a list of integer indices.")
+                raise ValueError(f"{where}: split {name!r} must be a list of integer indices.")
             bound = sizes.get(name, len(self.data.train))  # type: ignore[arg-type]
             bad = values[(values < 0) | (values >= bound)]
             if bad.size:
-                raise ValueError(f"Manifest {path!r}: split {name!r} holds indices outside 0..{bound - 1}: {bad[:5].tolist()}.")
-            if np.unique(values).size != values.size:
-                raise ValueError(f"Manifest {path!r}: split {name!r} holds duplicated indices.")
+                raise ValueError(f"{where}: split {name!r} holds indices outside 0..{bound - 1}: {_first(bad)}.")
+            unique, counts = np.unique(values, return_counts=True)
+            if unique.size != values.size:
+                raise ValueError(f"{where}: split {name!r} holds duplicated indices: {_first(unique[counts > 1])}.")
         train, forget, retain = indices["train"], indices["forget"], indices["retain"]
-        if np.intersect1d(forget, retain).size or np.setxor1d(np.union1d(forget, retain), train).size:
+        both = np.intersect1d(forget, retain)
+        if both.size:
             raise ValueError(
-                f"Manifest {path!r}: 'forget' and 'retain' must split 'train' exactly (no sample in both, none missing);"
+                f"{where}: 'forget' and 'retain' must split 'train' exactly, but {_first(both)} are in both;"
                 " a retain split holding forget samples would train on the deleted data."
             )
-        held_out = np.concatenate([indices.get("new", np.empty(0, int)), indices.get("ref", np.empty(0, int))])
-        if np.intersect1d(held_out, train).size:
-            raise ValueError(f"Manifest {path!r}: held-out splits ('new', 'ref') overlap the training split.")
+        outside = np.setxor1d(np.union1d(forget, retain), train)
+        if outside.size:
+            raise ValueError(
+                f"{where}: 'forget' and 'retain' must split 'train' exactly, but {_first(outside)} are in"
+                " 'train' or in 'forget'/'retain' only."
+            )
+        held_out = np.concatenate([indices.get("new", np.empty(0, int)), indices.get("ref", np.empty(0, int))]).astype(np.int64)
+        overlap = np.intersect1d(held_out, train)
+        if overlap.size:
+            raise ValueError(f"{where}: held-out splits ('new', 'ref') overlap the training split at {_first(overlap)}.")
 
     # --------------------------------------------------------------- checkpointing
     def state_dict(self) -> dict[str, Any]:

@@ -62,7 +62,12 @@ class ForgetSpec(ABC):
     def _params(self) -> dict[str, Any]: ...
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._params().items())
+        def short(value: Any) -> str:  # a request of thousands of indices stays one short line in messages
+            if isinstance(value, list) and len(value) > 10:
+                return f"[{', '.join(map(repr, value[:5]))}, ... ({len(value)} in all)]"
+            return repr(value)
+
+        args = ", ".join(f"{k}={short(v)}" for k, v in self._params().items())
         return f"{type(self).__name__}({args})"
 
     def __eq__(self, other: object) -> bool:
@@ -219,7 +224,7 @@ class IndexForget(ForgetSpec):
         missing = requested[~np.isin(requested, candidates)]
         if missing.size:
             raise ValueError(
-                f"`indices` contains {missing[:10].tolist()}{'...' if missing.size > 10 else ''}, which are not"
+                f"`indices` contains {missing[:5].tolist()}{f' and {missing.size - 5} more' if missing.size > 5 else ''}, which are not"
                 f" indices of the training split (valid: {candidates.size} indices between {candidates.min()}"
                 f" and {candidates.max()}, excluding held-out samples)."
             )

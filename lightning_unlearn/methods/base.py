@@ -7,7 +7,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import torch
 from lightning.pytorch import Callback, LightningModule
@@ -126,11 +126,67 @@ def _build_from_checkpoint(
     return model, arch
 
 
+def check_model_inputs(model: nn.Module, input_shape: Any, num_classes: int | None, what: str = "The model") -> None:
+    """Before any work: ``model`` takes inputs of ``input_shape`` and gives at least one logit per class.
+
+    One forward pass of two zero inputs in eval mode (the model's mode is restored).
+
+    Raises:
+        ValueError: naming both shapes, when the forward pass fails or gives too few logits.
+    """
+    params = next(iter(model.parameters()), None)
+    device = params.device if params is not None else torch.device("cpu")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            logits = model(torch.zeros(2, *input_shape, device=device))
+    except RuntimeError as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ValueError(
+            f"{what} does not take the data's inputs: a batch of shape (2, {', '.join(map(str, input_shape))}) from the"
+            f" data module fails in its forward pass ({message}). The checkpoint and the data must describe the same"
+            " inputs (channels, size)."
+        ) from None
+    finally:
+        model.train(was_training)
+    if not isinstance(logits, Tensor) or logits.ndim != 2 or (num_classes is not None and logits.shape[1] < num_classes):
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(
+            f"{what} gives outputs of shape {shape} for 2 inputs, but the data module has {num_classes}"
+            f" classes: a classifier must give at least one logit per class, shape (2, >= {num_classes})."
+        )
+
+
+def _non_finite_inputs(batch: Any) -> list[int]:
+    """Dataset indices (or batch positions) of the samples of ``batch`` whose inputs hold NaN or infinity."""
+    if isinstance(batch, dict):
+        return [i for part in batch.values() for i in _non_finite_inputs(part)]
+    if not isinstance(batch, (list, tuple)) or not batch or not isinstance(batch[0], Tensor):
+        return []
+    x = batch[0]
+    if not x.is_floating_point():
+        return []
+    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
+    if not bool(bad.any()):
+        return []
+    ids = batch[2] if len(batch) >= 3 and isinstance(batch[2], Tensor) else torch.arange(len(x), device=x.device)
+    return [int(i) for i in ids[bad].tolist()]
+
+
 def _check_number(name: str, value: Any, expected: str, valid: Any) -> None:
     """A finite real number for which ``valid`` holds, or a one-line error naming the argument."""
     finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
     if not finite or not valid(value):
         raise ValueError(f"`{name}` must be a finite number {expected}, got {value!r}.")
+
+
+def _check_integer(name: str, value: Any, low: int, allow_none: bool = False) -> None:
+    """An integer >= ``low`` (a bool or float is refused, not coerced), or a one-line error naming the argument."""
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"`{name}` must be {'None or ' if allow_none else ''}an integer >= {low}, got {value!r}.")
 
 
 class UnlearningMethod(LightningModule):
@@ -187,6 +243,8 @@ class UnlearningMethod(LightningModule):
     needs_head_output: ClassVar[str | None] = None
     """Why the method computes ``logits = head(embeddings)`` (``None``: it does not): such a method refuses,
     at setup, a model whose output is not its final linear layer's output."""
+    trains_in_epochs: ClassVar[bool] = True
+    """False for methods that do all their work before the first epoch (``max_epochs=0`` is then their default)."""
     method_name: ClassVar[str] = "base"
     paper: ClassVar[str] = ""
 
@@ -225,6 +283,11 @@ class UnlearningMethod(LightningModule):
             )
         if not isinstance(model, nn.Module):
             raise TypeError(f"`model` must be an nn.Module or LightningModule, got {type(model).__name__}.")
+        if type(self).unlearning_step is UnlearningMethod.unlearning_step and type(self).training_step is UnlearningMethod.training_step:
+            raise TypeError(f"{type(self).__name__} does not implement unlearning_step(): use a registered method (e.g."
+                            " FineTune, see available_methods()) or a subclass that implements it.")
+        if optimizer not in get_args(OptimizerName):
+            raise ValueError(f"`optimizer` must be one of {list(get_args(OptimizerName))}, got {optimizer!r}.")
         _check_number("lr", lr, "> 0", lambda v: v > 0)
         _check_number("weight_decay", weight_decay, ">= 0", lambda v: v >= 0)
         _check_number("momentum", momentum, "in [0, 1]", lambda v: 0 <= v <= 1)
@@ -233,7 +296,14 @@ class UnlearningMethod(LightningModule):
         unknown = [s for s in ([val_splits] if isinstance(val_splits, str) else val_splits) if s not in SPLITS]
         if isinstance(val_splits, str) or unknown:
             raise ValueError(f"`val_splits` must be a list of split names among {list(SPLITS)}, got {val_splits!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}.")
         validate_request_options(target, guard, strict, max_steps, min_steps, check_every)
+        if max_epochs == 0 and self.trains_in_epochs and target is None and max_steps is None:
+            raise ValueError(
+                f"`max_epochs`=0 with `target=None` and no `max_steps` runs no training step: {type(self).__name__}"
+                " would return the model unchanged. Give max_epochs >= 1, a `max_steps` budget or a target."
+            )
         if strict and not self.iterative:
             raise ValueError(
                 f"`strict=True` needs an iterative method; {type(self).__name__} does all its work in one call and"
@@ -309,6 +379,7 @@ class UnlearningMethod(LightningModule):
 
     def training_step(self, batch: Any, batch_idx: int) -> Tensor | None:
         loss = self.unlearning_step(batch, batch_idx)
+        self.check_finite_inputs(loss, batch)
         request = self._request()
         if request is not None:
             # One decision for every process (a step skipped on one process only would hang DDP).
@@ -318,6 +389,18 @@ class UnlearningMethod(LightningModule):
         self.check_finite(loss)
         self.log("train/loss", loss.detach(), prog_bar=True)
         return loss
+
+    def check_finite_inputs(self, loss: Tensor, batch: Any) -> None:
+        """On a non-finite ``loss``: a clear error if the batch's inputs hold NaN or infinity (no learning rate helps)."""
+        if bool(torch.isfinite(loss).all()):
+            return
+        bad = _non_finite_inputs(batch)
+        if bad:
+            raise ValueError(
+                f"The training data holds non-finite inputs (NaN or infinity): dataset indices {bad[:5]}"
+                f"{f' and {len(bad) - 5} more in this batch' if len(bad) > 5 else ''}. Clean or drop these samples;"
+                " the unlearning loss cannot be finite on them."
+            )
 
     def check_finite(self, loss: Tensor) -> None:
         """Halt with a clear message on a NaN/infinite loss (the weights keep their last finite values)."""
@@ -411,36 +494,25 @@ class UnlearningMethod(LightningModule):
         self._check_inputs()
 
     def _check_inputs(self) -> None:
+        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is not None:
+            self.check_inputs(dm)
+
+    def check_inputs(self, datamodule: Any, what: str = "The model") -> None:
         """Before any work: the model takes the data module's inputs and gives at least one logit per class.
 
         A checkpoint trained on other inputs than ``--data`` would otherwise fail deep inside a
         forward pass after the Trainer started (or, worse, run on the wrong label space).
         """
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        shape = getattr(dm, "input_shape", None) if dm is not None else None
-        if shape is None:
-            return
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                x = torch.zeros(2, *shape, device=next(self.model.parameters()).device)
-                logits = self.model(x)
-        except RuntimeError as err:
-            message = str(err).splitlines()[0]
-            raise ValueError(
-                f"The model does not take the data's inputs: a batch of shape (2, {', '.join(map(str, shape))}) from the"
-                f" data module fails in its forward pass ({message}). The checkpoint and the data must describe the same"
-                " inputs (channels, size)."
-            ) from None
-        finally:
-            self.model.train(was_training)
-        classes = getattr(dm, "num_classes", None)
-        if logits.ndim != 2 or (classes is not None and logits.shape[1] < classes):
-            raise ValueError(
-                f"The model gives outputs of shape {tuple(logits.shape)} for 2 inputs, but the data module has {classes}"
-                f" classes: a classifier must give at least one logit per class, shape (2, >= {classes})."
-            )
+        shape = getattr(datamodule, "input_shape", None)
+        if shape is not None:
+            check_model_inputs(self.model, shape, getattr(datamodule, "num_classes", None), what)
+            self._locate_head(shape)
+
+    def _locate_head(self, input_shape: Any) -> None:
+        """Read the head from one forward pass (see :meth:`~lightning_unlearn.models.Anatomy.inspect`)."""
+        params = next(iter(self.model.parameters()), None)
+        x = torch.zeros(2, *input_shape, device=params.device if params is not None else torch.device("cpu"))
         guessed = self.anatomy.head
         self.anatomy.inspect(x)  # the head as the forward pass runs it, and what follows it
         if self.anatomy.head is not guessed:  # registered after a wider layer that runs before it, say

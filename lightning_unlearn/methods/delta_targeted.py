@@ -82,8 +82,8 @@ class DeltaTargeted(SoftTargetMethod):
     ) -> None:
         if not 0.0 <= delta <= 1.0:
             raise ValueError(f"`delta` (probability of keeping the true label) must be in [0, 1], got {delta}.")
-        if lam <= 0:
-            raise ValueError(f"`lam` (the loss exponent λ) must be > 0, got {lam}.")
+        if not isinstance(lam, (int, float)) or isinstance(lam, bool) or not 0 < lam < math.inf:
+            raise ValueError(f"`lam` (the loss exponent λ) must be a finite number > 0, got {lam!r}.")
         if not isinstance(loss_threshold, (int, float)) or isinstance(loss_threshold, bool) or not 0 <= loss_threshold < math.inf:
             raise ValueError(f"`loss_threshold` (the paper's ε) must be a finite number >= 0, got {loss_threshold!r}.")
         super().__init__(model, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)

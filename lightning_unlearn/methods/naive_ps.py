@@ -91,6 +91,7 @@ class _OneShot(UnlearningMethod):
     """
 
     iterative = False
+    trains_in_epochs = False
 
     @property
     def _fit_trainer(self) -> Any:

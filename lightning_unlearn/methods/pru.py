@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from lightning_unlearn.data.seeding import index_uniform
+from lightning_unlearn.methods.base import _check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import SoftTargetMethod, redistribute_probabilities, soft_kl
 from lightning_unlearn.models.anatomy import set_requires_grad
@@ -130,13 +131,10 @@ class PRU(SoftTargetMethod):
         centroid_eps: float = 1e-8,
         **kwargs: Any,
     ) -> None:
-        if head_lr <= 0:
-            raise ValueError(f"`head_lr` must be > 0, got {head_lr}.")
-        if centroid_eps <= 0:
-            raise ValueError(f"`centroid_eps` must be > 0, got {centroid_eps}.")
+        _check_number("head_lr", head_lr, "> 0", lambda v: v > 0)
+        _check_number("centroid_eps", centroid_eps, "> 0", lambda v: v > 0)
         for name, value in (("weight_p", weight_p), ("weight_s", weight_s), ("weight_o", weight_o)):
-            if value < 0:
-                raise ValueError(f"`{name}` must be >= 0, got {value}.")
+            _check_number(name, value, ">= 0", lambda v: v >= 0)
         super().__init__(model, max_epochs=max_epochs, **kwargs)
         self.automatic_optimization = False
         # C is frozen in the extractor phase (set before DDP wraps the model, so DDP only syncs E).
@@ -176,6 +174,7 @@ class PRU(SoftTargetMethod):
     def training_step(self, batch: Any, batch_idx: int) -> Tensor:
         extractor_opt, _ = self.optimizers()  # type: ignore[misc]
         loss, parts = self.extractor_loss(batch)
+        self.check_finite_inputs(loss, batch)
         self.check_finite(loss)
         extractor_opt.zero_grad()
         self.manual_backward(loss)

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from lightning_unlearn.models.anatomy import set_requires_grad
 from lightning_unlearn.models.classifier import split_batch
 from lightning_unlearn.passes import embedding_pass, eval_mode, gather_rows
+from lightning_unlearn.methods.base import _check_integer
 from lightning_unlearn.methods.naive_ps import _OneShot
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.models.classifier import build_optimizer
@@ -151,20 +152,16 @@ class PS(_OneShot):
     ) -> None:
         super().__init__(model, lr=lr, max_epochs=max_epochs, **kwargs)
         self.automatic_optimization = False
-        if epochs < 1:
-            raise ValueError(f"`epochs` must be >= 1, got {epochs}.")
-        if top_k < 1:
-            raise ValueError(f"`top_k` must be >= 1, got {top_k}.")
+        _check_integer("epochs", epochs, 1)
+        _check_integer("top_k", top_k, 1)
         if top_k >= self.num_classes:
             raise ValueError(f"`top_k` must be < the number of classes ({self.num_classes}), got {top_k}.")
         if train not in ("both", "weight", "bias"):
             raise ValueError(f"`train` must be one of ['both', 'weight', 'bias'], got {train!r}.")
         if train != "weight" and self.anatomy.head.bias is None:
             raise ValueError(f"`train`={train!r} needs a head with a bias; the head {self.anatomy.head_name!r} has none.")
-        if head_batch_size < 1:
-            raise ValueError(f"`head_batch_size` must be >= 1, got {head_batch_size}.")
-        if batch_size is not None and batch_size < 1:
-            raise ValueError(f"`batch_size` must be >= 1 or None, got {batch_size}.")
+        _check_integer("head_batch_size", head_batch_size, 1)
+        _check_integer("batch_size", batch_size, 1, allow_none=True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         head = self.anatomy.head

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lightning_unlearn.data.seeding import index_random_other_label
-from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.base import UnlearningMethod, _check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.passes import eval_mode
 from lightning_unlearn.methods.ugradsl import mixed_dataloader
@@ -93,8 +93,11 @@ class SalUn(UnlearningMethod):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
-        if not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
-            raise ValueError(f"`threshold` must be in (0, 1] (fraction of salient weights), got {threshold!r}.")
+        _check_number("threshold", threshold, "in (0, 1] (fraction of salient weights)", lambda v: 0.0 < v <= 1.0)
+        weights = sum(p.numel() for p in self.trainable_parameters())
+        if int(round(threshold * weights)) < 1:  # no salient weight: every update would be masked out
+            raise ValueError(f"`threshold`={threshold!r} selects no weight of the model's {weights} trainable weights"
+                             f" (the model would be returned unchanged): give at least {1 / weights:.2g}.")
         self.threshold = float(threshold)
         self.masks: list[Tensor] | None = None  # per trainable parameter: True = salient (updated)
         self.frozen_values: list[Tensor] | None = None  # the parameters at the start (non-salient part is kept)

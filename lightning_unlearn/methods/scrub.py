@@ -9,7 +9,7 @@ from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.base import UnlearningMethod, _check_integer, _check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.models.classifier import OptimizerName, split_batch
 
@@ -106,13 +106,10 @@ class SCRUB(UnlearningMethod):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
-        if not isinstance(msteps, int) or msteps < 0:
-            raise ValueError(f"`msteps` must be an integer >= 0, got {msteps!r}.")
-        if not temperature > 0:
-            raise ValueError(f"`temperature` must be > 0, got {temperature!r}.")
+        _check_integer("msteps", msteps, 0)
+        _check_number("temperature", temperature, "> 0", lambda v: v > 0)
         for name, value in (("ce_weight", ce_weight), ("kd_weight", kd_weight)):
-            if not value >= 0:
-                raise ValueError(f"`{name}` must be >= 0, got {value!r}.")
+            _check_number(name, value, ">= 0", lambda v: v >= 0)
         self.temperature, self.ce_weight, self.kd_weight = float(temperature), float(ce_weight), float(kd_weight)
         self.schedule = scrub_schedule(max_epochs, msteps)
         self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)

@@ -203,7 +203,8 @@ def test_bad_input_is_a_one_line_usage_error(tmp_path, capsys, args, options, me
         main(["benchmark", "--output", str(out), *args])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith(f"error: {message}")
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"lightning-unlearn benchmark: error: {message}")
     assert not out.exists()  # checked before any work
     with pytest.raises(ValueError, match=re.escape(message)):  # a BenchmarkArgumentError, from Python too
         run_benchmark(output=str(out), **options)

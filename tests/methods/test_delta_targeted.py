@@ -55,7 +55,7 @@ def test_loss_threshold_stops_and_is_checkpointed(mnist_dm, original_lenet) -> N
 def test_bad_input(original_lenet) -> None:
     with pytest.raises(ValueError, match=r"`delta` .* must be in \[0, 1\], got 1.5"):
         DeltaTargeted(original_lenet, delta=1.5)
-    with pytest.raises(ValueError, match=r"`lam` .* must be > 0, got 0"):
+    with pytest.raises(ValueError, match=r"`lam` .* must be a finite number > 0, got 0"):
         DeltaTargeted(original_lenet, lam=0)
     with pytest.raises(ValueError, match=r"`loss_threshold` .* must be a finite number >= 0, got -1"):
         DeltaTargeted(original_lenet, loss_threshold=-1)

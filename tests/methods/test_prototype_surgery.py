@@ -152,7 +152,7 @@ def test_bad_input(digits):
         PS(model, top_k=10)
     with pytest.raises(ValueError, match="`train` must be one of"):
         PS(model, train="head")
-    with pytest.raises(ValueError, match="`epochs` must be >= 1"):
+    with pytest.raises(ValueError, match="`epochs` must be an integer >= 1"):
         PS(model, epochs=0)
 
 

@@ -118,11 +118,11 @@ def test_pru_relearns_less_than_random_label(mnist_dm, sgd_lenet) -> None:
 
 
 def test_bad_input(original_lenet) -> None:
-    with pytest.raises(ValueError, match="`head_lr` must be > 0, got 0"):
+    with pytest.raises(ValueError, match="`head_lr` must be a finite number > 0, got 0"):
         PRU(original_lenet, head_lr=0)
-    with pytest.raises(ValueError, match="`weight_o` must be >= 0, got -1"):
+    with pytest.raises(ValueError, match="`weight_o` must be a finite number >= 0, got -1"):
         PRU(original_lenet, weight_o=-1)
-    with pytest.raises(ValueError, match="`centroid_eps` must be > 0, got 0"):
+    with pytest.raises(ValueError, match="`centroid_eps` must be a finite number > 0, got 0"):
         PRU(original_lenet, centroid_eps=0)
 
     class Tied(torch.nn.Module):
