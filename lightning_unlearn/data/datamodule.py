@@ -186,6 +186,54 @@ class UnlearningDataModule(LightningDataModule):
         dm._data = DatasetPair(train, test, num_classes, shape, train_targets, test_targets)  # type: ignore[arg-type]
         return dm
 
+    @classmethod
+    def from_datamodule(
+        cls,
+        datamodule: Any,
+        forget: ForgetSpec,
+        num_classes: int | None = None,
+        **kwargs: Any,
+    ) -> UnlearningDataModule:
+        """Serve a request on the user's own ``LightningDataModule``: its datasets, with its transforms.
+
+        The training data is the dataset of its ``train_dataloader()``; the held-out data the
+        dataset of its ``test_dataloader()`` (of ``val_dataloader()`` when it has no test
+        data). Dataset indices (``IndexForget``, manifests) are positions in that training
+        dataset; the manifest records the data module's class. ``batch_size`` defaults to its
+        training loader's.
+
+        Raises:
+            TypeError: if ``datamodule`` has no training loader over a map-style dataset.
+        """
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        train_loader = datamodule.train_dataloader()
+        train = getattr(train_loader, "dataset", None)
+        if train is None or not hasattr(train, "__getitem__") or not hasattr(train, "__len__"):
+            raise TypeError(
+                f"`datamodule` {type(datamodule).__name__} must serve a DataLoader over a map-style dataset from"
+                f" train_dataloader(), got {type(train_loader).__name__}."
+            )
+        test = None
+        for stage, hook in (("test", "test_dataloader"), ("validate", "val_dataloader")):
+            try:
+                datamodule.setup(stage)
+                test = getattr(getattr(datamodule, hook)(), "dataset", None)
+            except (NotImplementedError, AttributeError, TypeError):
+                continue  # Lightning's default hooks raise for a stage the module does not define
+            except Exception as err:  # noqa: BLE001 - e.g. MisconfigurationException for an undefined loader
+                if "not implemented" not in str(err).lower() and "define" not in str(err).lower():
+                    raise
+                continue
+            if test is not None:
+                break
+        if test is None:
+            raise TypeError(f"`datamodule` {type(datamodule).__name__} serves neither test_dataloader() nor val_dataloader().")
+        kwargs.setdefault("batch_size", getattr(train_loader, "batch_size", None) or 128)
+        dm = cls.from_datasets(train, test, forget, num_classes, **kwargs)
+        dm.dataset_name = f"custom:{type(datamodule).__module__}.{type(datamodule).__qualname__}"
+        return dm
+
     # ------------------------------------------------------------------ set-up
     @property
     def data(self) -> DatasetPair:
