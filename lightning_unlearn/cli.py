@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 import torch
 from torch import nn
@@ -36,6 +37,7 @@ from torch import nn
 import lightning_unlearn.callbacks  # noqa: F401  (callbacks selectable by class name)
 import lightning_unlearn.methods  # noqa: F401  (every method selectable by class name)
 from lightning_unlearn._version import __version__
+from lightning_unlearn.api import check_resume_checkpoint
 from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
 from lightning_unlearn.benchmark_store import check_output, output_lock
 from lightning_unlearn.data.datamodule import UnlearningDataModule
@@ -222,6 +224,13 @@ class UnlearningCLI(LightningCLI):
             target.error(str(err))
         self.config = parser.parse_args(resolved)
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads `--ckpt_path`'s hyper-parameters into `model`; `unlearn --ckpt_path` resumes a run
+        # with the method and options of its own arguments (those of the interrupted run).
+        if self.config.get("subcommand") in CUSTOM_SUBCOMMANDS:
+            return
+        super()._parse_ckpt_path()
+
     # ----------------------------------------------------------- instantiation
     def before_instantiate_classes(self) -> None:
         """Fail fast, before any work, on an existing output folder or a checkpoint that does not exist."""
@@ -232,7 +241,7 @@ class UnlearningCLI(LightningCLI):
         init_args = config["method"]["init_args"]
         data_args = (config.get("data") or {}).get("init_args", config.get("data")) or {}
         inputs = {"--method.checkpoint": init_args.get("checkpoint"), "--data.manifest": data_args.get("manifest"),
-                  "--data.root": data_args.get("root")}
+                  "--data.root": data_args.get("root"), "--ckpt_path": config.get("ckpt_path")}
         recording = init_args.get("recording")
         if isinstance(recording, (str, os.PathLike)):
             inputs["--method.recording"] = recording
@@ -245,6 +254,11 @@ class UnlearningCLI(LightningCLI):
             try:
                 check_file(checkpoint, "--method.checkpoint")
             except OSError as err:
+                parser.error(str(err))
+        if config.get("ckpt_path") is not None:
+            try:
+                check_resume_checkpoint(config["ckpt_path"], "--ckpt_path")
+            except (OSError, ValueError) as err:
                 parser.error(str(err))
 
     def instantiate_classes(self) -> None:
@@ -269,6 +283,8 @@ class UnlearningCLI(LightningCLI):
         if self.subcommand in CUSTOM_SUBCOMMANDS:  # the run folder holds the config; no SaveConfigCallback
             config = dict(config)
             config["callbacks"] = [*(config.get("callbacks") or []), *callbacks]
+            if any(isinstance(cb, ModelCheckpoint) for cb in config["callbacks"]):  # checkpoints to resume from (--ckpt_path)
+                config["enable_checkpointing"] = True
             return self.trainer_class(**config)
         return super()._instantiate_trainer(config, callbacks)
 
@@ -287,7 +303,8 @@ class UnlearningCLI(LightningCLI):
             getattr(self, f"run_{subcommand}")(**kwargs)
 
     # ---------------------------------------------------------------- unlearn
-    def run_unlearn(self, output: str = "unlearned", overwrite: bool = False, evaluate: bool = False) -> Path | None:
+    def run_unlearn(self, output: str = "unlearned", overwrite: bool = False, evaluate: bool = False,
+                    ckpt_path: Optional[str] = None) -> Path | None:
         """Fit the method, then write the run folder (rank 0 only).
 
         Args:
@@ -297,6 +314,8 @@ class UnlearningCLI(LightningCLI):
             overwrite: replace an existing run folder.
             evaluate: also score the unlearned model with :func:`lightning_unlearn.evaluation.evaluate`
                 (against the original model) into ``report.json``.
+            ckpt_path: resume an interrupted run from a checkpoint it wrote (with the same arguments and a
+                ``--trainer.callbacks ModelCheckpoint``); it ends with the weights of an uninterrupted run.
         """
         out = Path(output)
         check_output(out, overwrite, {})
@@ -306,11 +325,11 @@ class UnlearningCLI(LightningCLI):
         # the launcher's other processes carry LOCAL_RANK > 0 and write nothing).
         rank_zero = os.environ.get("LOCAL_RANK", "0") == "0" and os.environ.get("NODE_RANK", "0") == "0"
         with output_lock(out) if rank_zero else contextlib.nullcontext():
-            return self._fit_and_write(method, out, overwrite, evaluate, original)
+            return self._fit_and_write(method, out, overwrite, evaluate, original, ckpt_path)
 
     def _fit_and_write(self, method: UnlearningMethod, out: Path, overwrite: bool, evaluate: bool,
-                       original: torch.nn.Module | None) -> Path | None:
-        self.trainer.fit(method, datamodule=self.datamodule)
+                       original: torch.nn.Module | None, ckpt_path: Optional[str] = None) -> Path | None:
+        self.trainer.fit(method, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=True)
         if not self.trainer.is_global_zero:
             return None
         out.parent.mkdir(parents=True, exist_ok=True)
