@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import nn
 
 from lightning_unlearn.data.datamodule import UnlearningDataModule
@@ -17,6 +20,7 @@ from lightning_unlearn.methods.registry import get_method
 from lightning_unlearn.models.classifier import Classifier
 from lightning_unlearn.models.networks import ModelName
 from lightning_unlearn.request import ServeRequest
+from lightning_unlearn.serialization import load_trusted
 
 
 # Lightning's start-up lines: what hardware exists, advertisements, "fit stopped" notices.
@@ -46,12 +50,13 @@ def quiet(verbose: bool = False) -> Iterator[None]:
 
 
 def make_trainer(max_epochs: int, callbacks: list[Callback] | None = None, **trainer_kwargs: Any) -> Trainer:
-    """A quiet Trainer for programmatic use (no logger, checkpoints, progress bar or summary by default)."""
+    """A quiet Trainer for programmatic use (no logger, checkpoints, progress bar or summary by default;
+    checkpoints are written by a ``ModelCheckpoint`` among ``callbacks``)."""
     defaults: dict[str, Any] = {
         "accelerator": "auto",
         "devices": 1,
         "logger": False,
-        "enable_checkpointing": False,
+        "enable_checkpointing": any(isinstance(cb, ModelCheckpoint) for cb in callbacks or []),
         "enable_progress_bar": False,
         "enable_model_summary": False,
         "num_sanity_val_steps": 0,
@@ -88,6 +93,25 @@ def create_method(method: str | type[UnlearningMethod], model: nn.Module | Light
     return cls(model=model, **options)
 
 
+def check_resume_checkpoint(path: str | os.PathLike, argument: str = "ckpt_path") -> Path:
+    """``path`` if it is a trusted checkpoint that a fit can resume from (one written during a fit, e.g. by
+    ``ModelCheckpoint``: it holds the loops' state), else a one-line error naming ``argument``.
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        IsADirectoryError: if ``path`` is a directory.
+        ValueError: if the file is not a trusted PyTorch checkpoint, or holds no training state (e.g. the
+            original model's weights or a saved unlearned model).
+    """
+    payload = load_trusted(path, argument)
+    if not isinstance(payload, dict) or not {"loops", "state_dict"} <= payload.keys():
+        raise ValueError(
+            f"`{argument}` {str(path)!r} holds no training state to resume (a checkpoint written during the run,"
+            " e.g. by ModelCheckpoint, has one); the model to unlearn is given as the method's `checkpoint`/`model`."
+        )
+    return Path(path)
+
+
 def unlearn(
     model: nn.Module,
     datamodule: UnlearningDataModule,
@@ -95,6 +119,7 @@ def unlearn(
     callbacks: list[Callback] | None = None,
     trainer_kwargs: dict[str, Any] | None = None,
     verbose: bool = False,
+    ckpt_path: str | os.PathLike | None = None,
     **options: Any,
 ) -> nn.Module:
     """Serve a deletion request in one call and return the unlearned model.
@@ -107,6 +132,10 @@ def unlearn(
         trainer_kwargs: extra Trainer arguments (devices, strategy, precision, ...).
         verbose: also show Lightning's start-up banners (hardware, tips); the outcome line and every
             warning are shown either way.
+        ckpt_path: resume an interrupted run from a checkpoint it wrote (e.g. with a
+            ``ModelCheckpoint(every_n_train_steps=...)`` among ``callbacks``; pass the same method,
+            options, data and callbacks). The run goes on where the checkpoint stood, in the middle
+            of an epoch too, and ends with the weights an uninterrupted run ends with.
         **options: the method's arguments (``lr``, ``max_epochs``, ...).
 
     Returns:
@@ -125,6 +154,8 @@ def unlearn(
         >>> unlearned.unlearning_outcome.reached
         True
     """
+    if ckpt_path is not None:
+        ckpt_path = check_resume_checkpoint(ckpt_path)
     if isinstance(method, UnlearningMethod):
         if options:
             raise ValueError(f"Pass method options either to the method instance or as keywords, not both: {sorted(options)}.")
@@ -138,7 +169,7 @@ def unlearn(
     budgeted = request.budget_applies() if request is not None else instance.runs_to_budget()
     with quiet(verbose):
         trainer = make_trainer(-1 if budgeted else max(instance.hparams.max_epochs, 1), callbacks, **trainer_kwargs)
-        trainer.fit(instance, datamodule=datamodule)
+        trainer.fit(instance, datamodule=datamodule, ckpt_path=ckpt_path, weights_only=True)
     model = instance.unlearned_model
     model.unlearning_outcome = instance.outcome  # type: ignore[assignment]
     return model

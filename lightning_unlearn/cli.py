@@ -34,12 +34,14 @@ from typing import Any, Optional, get_args, get_origin
 from jsonargparse import DefaultHelpFormatter
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI
 import torch
 from torch import nn
 
 # (importing the package imports every method and callback: all selectable by class name)
 from lightning_unlearn._version import __version__
+from lightning_unlearn.api import check_resume_checkpoint
 from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
 from lightning_unlearn.benchmark_store import check_output, output_lock
 from lightning_unlearn.data.datamodule import UnlearningDataModule
@@ -446,6 +448,13 @@ class UnlearningCLI(LightningCLI):
                 self._parser("fit").error(f"`--output` {output!r} is a folder: give the checkpoint file to write"
                                           " (e.g. runs/original.ckpt).")
 
+    def _parse_ckpt_path(self) -> None:
+        # LightningCLI reads `--ckpt_path`'s hyper-parameters into `model`; `unlearn --ckpt_path` resumes a run
+        # with the method and options of its own arguments (those of the interrupted run).
+        if self.config.get("subcommand") in CUSTOM_SUBCOMMANDS:
+            return
+        super()._parse_ckpt_path()
+
     # ----------------------------------------------------------- instantiation
     def before_instantiate_classes(self) -> None:
         """Fail fast, before any work, on an existing output folder or a checkpoint that does not exist."""
@@ -465,7 +474,7 @@ class UnlearningCLI(LightningCLI):
                          " `lightning-unlearn fit --output` (with `--method.model` for a network not built by name).")
         data_args = (config.get("data") or {}).get("init_args", config.get("data")) or {}
         inputs = {"--method.checkpoint": init_args.get("checkpoint"), "--data.manifest": data_args.get("manifest"),
-                  "--data.root": data_args.get("root")}
+                  "--data.root": data_args.get("root"), "--ckpt_path": config.get("ckpt_path")}
         recording = init_args.get("recording")
         if isinstance(recording, (str, os.PathLike)):
             inputs["--method.recording"] = recording
@@ -491,6 +500,11 @@ class UnlearningCLI(LightningCLI):
             if trainer_args.get(key) == 0:
                 parser.error(f"`--trainer.{key}` 0 runs no training step: the model would be written unchanged. Leave it"
                              " unset (the method's budget or the request ends the run) or give a value >= 1.")
+        if config.get("ckpt_path") is not None:
+            try:
+                check_resume_checkpoint(config["ckpt_path"], "--ckpt_path")
+            except (OSError, ValueError) as err:
+                parser.error(str(err))
 
     def _check_evaluate_output(self, config: Any) -> None:
         """``evaluate --output`` writes a JSON report: never over an input, a folder or a file that is not JSON."""
@@ -565,6 +579,8 @@ class UnlearningCLI(LightningCLI):
         if self.subcommand in CUSTOM_SUBCOMMANDS:  # the run folder holds the config; no SaveConfigCallback
             config = dict(config)
             config["callbacks"] = [*(config.get("callbacks") or []), *callbacks]
+            if any(isinstance(cb, ModelCheckpoint) for cb in config["callbacks"]):  # checkpoints to resume from (--ckpt_path)
+                config["enable_checkpointing"] = True
             return self.trainer_class(**config)
         return super()._instantiate_trainer(config, callbacks)
 
@@ -583,7 +599,8 @@ class UnlearningCLI(LightningCLI):
             getattr(self, f"run_{subcommand}")(**kwargs)
 
     # ---------------------------------------------------------------- unlearn
-    def run_unlearn(self, output: str = "unlearned", overwrite: bool = False, evaluate: bool = False) -> Path | None:
+    def run_unlearn(self, output: str = "unlearned", overwrite: bool = False, evaluate: bool = False,
+                    ckpt_path: Optional[str] = None) -> Path | None:
         """Fit the method, then write the run folder (rank 0 only).
 
         Args:
@@ -593,6 +610,8 @@ class UnlearningCLI(LightningCLI):
             overwrite: replace an existing run folder.
             evaluate: also score the unlearned model with :func:`lightning_unlearn.evaluation.evaluate`
                 (against the original model) into ``report.json``.
+            ckpt_path: resume an interrupted run from a checkpoint it wrote (with the same arguments and a
+                ``--trainer.callbacks ModelCheckpoint``); it ends with the weights of an uninterrupted run.
         """
         out = Path(output)
         check_output(out, overwrite, {})
@@ -607,11 +626,11 @@ class UnlearningCLI(LightningCLI):
                     stack.enter_context(output_lock(out))
                 except FileExistsError as err:  # another run is writing there: a usage error, before any work
                     self._parser("unlearn").error(str(err))
-            return self._fit_and_write(method, out, overwrite, evaluate, original)
+            return self._fit_and_write(method, out, overwrite, evaluate, original, ckpt_path)
 
     def _fit_and_write(self, method: UnlearningMethod, out: Path, overwrite: bool, evaluate: bool,
-                       original: torch.nn.Module | None) -> Path | None:
-        self.trainer.fit(method, datamodule=self.datamodule)
+                       original: torch.nn.Module | None, ckpt_path: Optional[str] = None) -> Path | None:
+        self.trainer.fit(method, datamodule=self.datamodule, ckpt_path=ckpt_path, weights_only=True)
         if not self.trainer.is_global_zero:
             return None
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 from lightning_unlearn.atomic import write_json_atomic  # noqa: F401  (also imported from here)
 from lightning_unlearn.data.datasets import DatasetName, DatasetPair, IndexedDataset, _targets, load_dataset
 from lightning_unlearn.data.forget import ClassForget, ForgetSpec, IndexForget
+from lightning_unlearn.data.resumable import ResumableDataLoader
 
 Split = Literal["train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref"]
 SPLITS: tuple[str, ...] = ("train", "forget", "retain", "test", "test_forget", "test_retain", "new", "ref")
@@ -33,15 +34,18 @@ class EpochRandomSampler(RandomSampler):
     """A RandomSampler whose order is a function of ``(seed, epoch)``.
 
     Lightning calls ``set_epoch`` at the start of every epoch, so a run resumed from a
-    checkpoint sees the same batches as an uninterrupted one. Under DDP Lightning replaces
-    several processes, :func:`shard_for_processes` gives each its interleaved share of that order.
+    checkpoint sees the same batches as an uninterrupted one; in the middle of an epoch the
+    :class:`~lightning_unlearn.data.resumable.ResumableDataLoader` that holds it restores how many
+    batches were already taken. Under several processes, :func:`shard_for_processes` gives each
+    its interleaved share of that order.
     """
 
     def __init__(self, data_source: Dataset, seed: int) -> None:
         super().__init__(data_source, generator=torch.Generator().manual_seed(seed))  # type: ignore[arg-type]
-        self.seed = seed
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
         self.generator.manual_seed(self.seed + 1_000_003 * epoch)  # type: ignore[union-attr]
 
 
@@ -330,9 +334,13 @@ class UnlearningDataModule(LightningDataModule):
         return targets[indices]
 
     def dataloader(self, split: Split, shuffle: bool = False, batch_size: int | None = None, drop_last: bool = False) -> DataLoader:
-        """A DataLoader over ``split``; shuffling is seeded by ``(seed, epoch)`` (see :class:`EpochRandomSampler`)."""
+        """A DataLoader over ``split``; shuffling is seeded by ``(seed, epoch)`` (see :class:`EpochRandomSampler`).
+
+        A shuffled loader is a :class:`~lightning_unlearn.data.resumable.ResumableDataLoader`: a fit
+        resumed from a checkpoint taken in the middle of an epoch continues that epoch's order where it stood.
+        """
         dataset = self.split_dataset(split)
-        return DataLoader(
+        return (ResumableDataLoader if shuffle else DataLoader)(
             dataset,
             batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
             sampler=shard_for_processes(EpochRandomSampler(dataset, self.seed)) if shuffle else None,

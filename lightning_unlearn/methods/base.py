@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from lightning_unlearn.atomic import save_atomic
 from lightning_unlearn.data.datamodule import SPLITS
+from lightning_unlearn.data.resumable import random_state, set_random_state
 from lightning_unlearn.metrics.accuracy import SplitAccuracy
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
@@ -563,8 +564,17 @@ class UnlearningMethod(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["unlearning_runtime_s"] = self.runtime_s
+        checkpoint["random_state"] = random_state()  # a model with dropout draws from it: a resumed run goes on with it
         if isinstance(checkpoint.get("hyper_parameters"), dict):  # e.g. a Path as `checkpoint`: keep it loadable
             checkpoint["hyper_parameters"] = plain(checkpoint["hyper_parameters"])
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.runtime_s = float(checkpoint.get("unlearning_runtime_s", 0.0))
+        self._resumed_random_state = checkpoint.get("random_state")
+
+    def on_train_start(self) -> None:
+        # The global random state of the checkpoint, restored where the training loop resumes (the work
+        # done again before it, e.g. computing targets or measuring the request's splits, draws from it too).
+        state, self._resumed_random_state = getattr(self, "_resumed_random_state", None), None
+        if state is not None:
+            set_random_state(state)

@@ -133,6 +133,8 @@ class SCRUB(UnlearningMethod):
         self.phase_log.append((self.phase, 0))
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        if len(self.phase_log) <= self.current_epoch:  # resumed from an epoch's last batch: no on_train_epoch_start
+            self.phase_log.append((self.phase, 0))
         if batch["forget" if self.phase == "max" else "retain"] is None:
             return -1  # this phase's split is exhausted: end the epoch
         return None

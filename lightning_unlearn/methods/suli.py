@@ -8,9 +8,10 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Sampler, Subset
+from torch.utils.data import Sampler, Subset
 
 from lightning_unlearn.data.datamodule import shard_for_processes
+from lightning_unlearn.data.resumable import ResumableDataLoader
 from lightning_unlearn.data.seeding import index_uniform
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import predictive_entropy, spa_targets
@@ -181,13 +182,13 @@ class SULI(SU):
     def _epochs_per_layer(self, t: int) -> int:
         return self.epochs_per_layer if self.epochs_per_layer is not None else max(1, self.hparams.max_epochs // t)
 
-    def unlearning_dataloader(self, datamodule: Any) -> DataLoader:
+    def unlearning_dataloader(self, datamodule: Any) -> ResumableDataLoader:
         self.check_data(datamodule)
         dataset = datamodule.split_dataset("forget")
         n = len(dataset)
         sampler = LayerSampler(self, math.ceil(n / self.num_layers(n)), self.hparams.seed)
-        return DataLoader(dataset, batch_size=datamodule.batch_size, sampler=shard_for_processes(sampler), num_workers=datamodule.num_workers,
-                          persistent_workers=datamodule.num_workers > 0)
+        return ResumableDataLoader(dataset, batch_size=datamodule.batch_size, sampler=shard_for_processes(sampler),
+                                   num_workers=datamodule.num_workers, persistent_workers=datamodule.num_workers > 0)
 
     def compute_targets(self) -> None:
         dm = self.forget_datamodule()
@@ -202,6 +203,14 @@ class SULI(SU):
         self._targets_layer = 0
 
     def on_train_epoch_start(self) -> None:
+        self._targets_for_current_layer()
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        # A fit resumed from a checkpoint taken on an epoch's last batch goes on with the next epoch
+        # without Lightning's on_train_epoch_start: the layer's targets are then due here.
+        self._targets_for_current_layer()
+
+    def _targets_for_current_layer(self) -> None:
         layer = self.schedule.layer_of(self.current_epoch)  # type: ignore[union-attr]
         if layer != self._targets_layer:  # start of a new layer: SPA targets from the CURRENT model
             dm = self.forget_datamodule()
