@@ -37,9 +37,11 @@ import lightning_unlearn.callbacks  # noqa: F401  (callbacks selectable by class
 import lightning_unlearn.methods  # noqa: F401  (every method selectable by class name)
 from lightning_unlearn._version import __version__
 from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
+from lightning_unlearn.audit_record import AUDIT_FILE, write_audit_record
 from lightning_unlearn.benchmark_store import check_output, output_lock
+from lightning_unlearn.checkpoints import MODEL_FILE, load_unlearned
 from lightning_unlearn.data.datamodule import UnlearningDataModule
-from lightning_unlearn.methods.base import UnlearningMethod, load_model_weights, model_from_checkpoint
+from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods.registry import get_method
 from lightning_unlearn.models.classifier import Classifier
 from lightning_unlearn.outputs import split_accuracies
@@ -51,7 +53,7 @@ CUSTOM_SUBCOMMANDS: dict[str, str] = {
     "benchmark": "Run every registered method against Retrain and write a report folder (make demo).",
 }
 UNLEARN_TRAINER_DEFAULTS: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "max_epochs": None}
-MODEL_FILE = "model.pt"
+load_classifier = load_unlearned  # the loader's earlier name, kept importable from here
 
 
 def resolve_method_args(args: list[str]) -> list[str]:
@@ -79,32 +81,6 @@ def _resolve_name(value: str) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def load_classifier(path: str | os.PathLike, model: nn.Module | None = None, argument: str = "path") -> nn.Module:
-    """A classifier from a file: an unlearned model written by ``unlearn`` (file or run folder),
-    a Classifier checkpoint written by ``fit``, or a state dict for ``model``.
-
-    The file is read with :func:`~lightning_unlearn.serialization.load_trusted`: nothing in it is
-    executed. ``argument`` is the name the errors give the file (e.g. ``--unlearned``).
-
-    Raises:
-        FileNotFoundError: if the file does not exist, or a folder holds no ``model.pt``.
-        ValueError: if the file is not a trusted PyTorch checkpoint, if it does not record its
-            architecture and no ``model`` is given, or if it belongs to another architecture than ``model``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        if not (path / MODEL_FILE).exists():
-            raise FileNotFoundError(
-                f"`{argument}` {str(path)!r} is a directory without {MODEL_FILE}: expected a run folder written by"
-                " `lightning-unlearn unlearn` or a checkpoint file."
-            )
-        path = path / MODEL_FILE
-    if model is None:
-        return model_from_checkpoint(path, argument).eval()
-    load_model_weights(model, path, argument)
-    return model.eval()
-
-
 def _root_cause(message: str) -> str:
     """The class's own message out of jsonargparse's "Does not validate against any of the Union subtypes" wrapper."""
     causes = [line.strip()[2:] for line in message.splitlines() if line.strip().startswith("- ") and "NoneType" not in line]
@@ -121,7 +97,7 @@ class UnlearningCLI(LightningCLI):
     :class:`~lightning_unlearn.methods.UnlearningMethod`; the original comes as
     ``--method.checkpoint`` and, for networks not built by name, ``--method.model``), runs it with
     the Trainer, and writes a run folder (``model.pt``, ``config.yaml``, ``manifest.json``,
-    ``metrics.json``) through a temporary folder, renamed into place on success.
+    ``metrics.json``, ``audit.json``) through a temporary folder, renamed into place on success.
 
     Args:
         args: the arguments (default: ``sys.argv[1:]``); a list of strings or a dict.
@@ -292,6 +268,7 @@ class UnlearningCLI(LightningCLI):
 
         Args:
             output: the run folder (``model.pt``, ``config.yaml``, ``manifest.json``, ``metrics.json``,
+                ``audit.json`` (the deletion audit record, see :mod:`lightning_unlearn.audit_record`),
                 ``outcome.json`` (the request's target, whether reached, steps, wall time, accuracies
                 before/after, guard events) and ``targets.pt`` for methods trained on per-sample targets).
             overwrite: replace an existing run folder.
@@ -328,6 +305,7 @@ class UnlearningCLI(LightningCLI):
             summary = {"method": method.method_name, "runtime_s": method.runtime_s,
                        "accuracy": split_accuracies(unlearned, self.datamodule)}
             (tmp / "metrics.json").write_text(json.dumps(summary, indent=1))
+            metrics = {"accuracy": summary["accuracy"]}  # and the evaluation, for the audit record
             if method.outcome is not None:  # what the run achieved: target, reached, steps, guard events, ...
                 (tmp / "outcome.json").write_text(json.dumps(method.outcome.to_dict(), indent=1))
             if evaluate:
@@ -335,6 +313,8 @@ class UnlearningCLI(LightningCLI):
 
                 report = evaluate_fn(unlearned, self.datamodule, original=original)
                 (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+                metrics["report"] = report.to_dict()
+            write_audit_record(tmp / AUDIT_FILE, method, tmp / MODEL_FILE, self.datamodule, metrics=metrics)
             publish_dir(tmp, out, overwrite)
         finally:
             if tmp.exists():
