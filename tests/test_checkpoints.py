@@ -161,6 +161,10 @@ def test_cli_run_folder_loads_with_classifier_and_its_audit_matches_the_files(dm
     again = json.loads((run / "audit.json").read_text())
     assert again["method"]["options"]["lr"] == 0.02 and again["unlearned"]["sha256"] == _sha256(run / "model.pt")
 
+    # the run's model.pt is the unlearned classifier, not a method's Trainer checkpoint: one line says where it loads
+    with pytest.raises(ValueError, match=r"is an unlearned model written by save_unlearned .* Classifier.load_from_"):
+        GradientAscent.load_from_checkpoint(run / "model.pt")
+
     # evaluate reads the new file
     capsys.readouterr()
     main(["evaluate", *DIGITS, "--unlearned", str(run), "--original", str(fit_ckpt)])

@@ -533,16 +533,25 @@ class UnlearningMethod(LightningModule):
         hyper-parameter is not read again (it may have moved). The file is read with ``weights_only``.
 
         Raises:
-            ValueError: if no ``model`` is given and the checkpoint does not record its network, or the
-                file is not a trusted checkpoint.
+            ValueError: if no ``model`` is given and the checkpoint does not record its network, if the
+                file is an unlearned model written by :meth:`save_unlearned` (it loads with the original's
+                own class), or if it is not a trusted checkpoint.
         """
+        is_path = isinstance(checkpoint_path, (str, os.PathLike))
+        payload = load_trusted(checkpoint_path, "checkpoint_path") if is_path else None  # type: ignore[arg-type]
+        if isinstance(payload, dict) and "method" in payload and "loops" not in payload:
+            raise ValueError(
+                f"{cls.__name__}.load_from_checkpoint: {str(checkpoint_path)!r} is an unlearned model written by"
+                " save_unlearned / `unlearn`, not a Trainer checkpoint of a method: load it with the original's own"
+                " load_from_checkpoint (e.g. Classifier.load_from_checkpoint) or lightning_unlearn.load_unlearned."
+            )
         if kwargs.get("model") is None:
-            if not isinstance(checkpoint_path, (str, os.PathLike)):
+            if payload is None:
                 raise ValueError(
                     f"{cls.__name__}.load_from_checkpoint needs `model=` when `checkpoint_path` is not a file path,"
                     f" got a {type(checkpoint_path).__name__}."
                 )
-            kwargs["model"] = cls._recorded_network(load_trusted(checkpoint_path, "checkpoint_path"), checkpoint_path)
+            kwargs["model"] = cls._recorded_network(payload, checkpoint_path)
         token = _FROM_STATE_DICT.set(True)  # the weights are the state dict's: `checkpoint` is not read again
         try:
             return super().load_from_checkpoint(
