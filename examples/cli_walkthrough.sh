@@ -39,4 +39,4 @@ echo "== 5. score the unlearned model against the original and the retrained ref
 $CLI evaluate --data "$CONFIGS/data.yaml" --data.dataset "$DATASET" --unlearned "$WORK/$METHOD" \
     --original "$WORK/original.ckpt" --reference "$WORK/retrain" --output "$WORK/$METHOD/evaluation.json"
 
-echo "== done: $WORK/$METHOD/{model.pt,config.yaml,manifest.json,metrics.json,evaluation.json}"
+echo "== done: $WORK/$METHOD/{model.pt,config.yaml,manifest.json,metrics.json,audit.json,evaluation.json}"

@@ -78,7 +78,7 @@ def main() -> None:
     if not trainer.is_global_zero:
         return
     out = Path(args.output)
-    method.save_unlearned(out / "model.pt")
+    method.save_unlearned(out / "model.pt", datamodule=dm)  # and the deletion audit record, audit.json
     unlearned = method.unlearned_model.float().eval()
     summary = {
         "method": method.method_name,

@@ -2,6 +2,7 @@
 
 from lightning_unlearn._version import __version__
 from lightning_unlearn.api import create_method, make_trainer, train_classifier, unlearn
+from lightning_unlearn.checkpoints import load_unlearned
 from lightning_unlearn.evaluation import UnlearningReport, evaluate
 from lightning_unlearn.data import (
     ClassForget,
@@ -91,6 +92,7 @@ __all__ = [
     "create_method",
     "evaluate",
     "get_method",
+    "load_unlearned",
     "make_trainer",
     "predict",
     "predict_split",

@@ -43,11 +43,13 @@ from torch import nn
 from lightning_unlearn._version import __version__
 from lightning_unlearn.api import check_resume_checkpoint
 from lightning_unlearn.benchmark import BenchmarkArgumentError, publish_dir, run_benchmark
+from lightning_unlearn.audit_record import AUDIT_FILE, write_audit_record
 from lightning_unlearn.benchmark_store import check_output, output_lock
+from lightning_unlearn.checkpoints import MODEL_FILE, load_unlearned
 from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.data.forget import ForgetSpec
 from lightning_unlearn.methods import METHODS, get_method
-from lightning_unlearn.methods.base import UnlearningMethod, check_model_inputs, load_model_weights, model_from_checkpoint
+from lightning_unlearn.methods.base import UnlearningMethod, check_model_inputs
 from lightning_unlearn.methods.registry import available_methods
 from lightning_unlearn.models.classifier import Classifier
 from lightning_unlearn.models.networks import AllCNN, LeNet5
@@ -73,9 +75,9 @@ EVALUATE_TRAINER_ARGS: tuple[str, ...] = ("accelerator", "devices", "precision")
 EVALUATE_TRAINER_DEFAULTS: dict[str, Any] = {"devices": 1}
 EVALUATE_TRAINER_FIXED: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
                                           "enable_model_summary": False}
-MODEL_FILE = "model.pt"
 NETWORKS: tuple[type[nn.Module], ...] = (LeNet5, AllCNN)
 """The package's networks, listed in ``--help`` where an argument takes any ``nn.Module``."""
+load_classifier = load_unlearned  # the loader's earlier name, kept importable from here
 
 
 def resolve_method_args(args: list[str]) -> list[str]:
@@ -101,32 +103,6 @@ def _resolve_name(value: str) -> str:
         return value
     cls = get_method(value)
     return f"{cls.__module__}.{cls.__qualname__}"
-
-
-def load_classifier(path: str | os.PathLike, model: nn.Module | None = None, argument: str = "path") -> nn.Module:
-    """A classifier from a file: an unlearned model written by ``unlearn`` (file or run folder),
-    a Classifier checkpoint written by ``fit``, or a state dict for ``model``.
-
-    The file is read with :func:`~lightning_unlearn.serialization.load_trusted`: nothing in it is
-    executed. ``argument`` is the name the errors give the file (e.g. ``--unlearned``).
-
-    Raises:
-        FileNotFoundError: if the file does not exist, or a folder holds no ``model.pt``.
-        ValueError: if the file is not a trusted PyTorch checkpoint, if it does not record its
-            architecture and no ``model`` is given, or if it belongs to another architecture than ``model``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        if not (path / MODEL_FILE).exists():
-            raise FileNotFoundError(
-                f"`{argument}` {str(path)!r} is a directory without {MODEL_FILE}: expected a run folder written by"
-                " `lightning-unlearn unlearn` or a checkpoint file."
-            )
-        path = path / MODEL_FILE
-    if model is None:
-        return model_from_checkpoint(path, argument).eval()
-    load_model_weights(model, path, argument)
-    return model.eval()
 
 
 def _root_cause(message: str) -> str:
@@ -320,7 +296,7 @@ class UnlearningCLI(LightningCLI):
     :class:`~lightning_unlearn.methods.UnlearningMethod`; the original comes as
     ``--method.checkpoint`` and, for networks not built by name, ``--method.model``), runs it with
     the Trainer, and writes a run folder (``model.pt``, ``config.yaml``, ``manifest.json``,
-    ``metrics.json``) through a temporary folder, renamed into place on success.
+    ``metrics.json``, ``audit.json``) through a temporary folder, renamed into place on success.
 
     Args:
         args: the arguments (default: ``sys.argv[1:]``); a list of strings or a dict.
@@ -605,6 +581,7 @@ class UnlearningCLI(LightningCLI):
 
         Args:
             output: the run folder (``model.pt``, ``config.yaml``, ``manifest.json``, ``metrics.json``,
+                ``audit.json`` (the deletion audit record, see :mod:`lightning_unlearn.audit_record`),
                 ``outcome.json`` (the request's target, whether reached, steps, wall time, accuracies
                 before/after, guard events) and ``targets.pt`` for methods trained on per-sample targets).
             overwrite: replace an existing run folder.
@@ -648,6 +625,7 @@ class UnlearningCLI(LightningCLI):
             summary = {"method": method.method_name, "runtime_s": method.runtime_s,
                        "accuracy": split_accuracies(unlearned, self.datamodule)}
             (tmp / "metrics.json").write_text(json.dumps(summary, indent=1))
+            metrics = {"accuracy": summary["accuracy"]}  # and the evaluation, for the audit record
             if method.outcome is not None:  # what the run achieved: target, reached, steps, guard events, ...
                 (tmp / "outcome.json").write_text(json.dumps(method.outcome.to_dict(), indent=1))
             if evaluate:
@@ -655,6 +633,8 @@ class UnlearningCLI(LightningCLI):
 
                 report = evaluate_fn(unlearned, self.datamodule, original=original)
                 (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+                metrics["report"] = report.to_dict()
+            write_audit_record(tmp / AUDIT_FILE, method, tmp / MODEL_FILE, self.datamodule, metrics=metrics)
             publish_dir(tmp, out, overwrite)
         finally:
             if tmp.exists():

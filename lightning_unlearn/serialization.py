@@ -115,6 +115,23 @@ def plain(value: Any) -> Any:
     return repr(value)
 
 
+def tuples_as_lists(value: Any) -> Any:
+    """``value`` with every tuple turned into a list, recursively (dict keys are kept).
+
+    Hyper-parameters go through it before they are stored, so the ``hparams.yaml`` a logger writes is
+    plain YAML (a tuple would be written as ``!!python/tuple``, which ``yaml.safe_load`` refuses).
+
+    Example:
+        >>> tuples_as_lists({"val_splits": ("forget", "test"), "shape": [(1, 8)]})
+        {'val_splits': ['forget', 'test'], 'shape': [[1, 8]]}
+    """
+    if isinstance(value, dict):
+        return type(value)((k, tuples_as_lists(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)) and type(value) in (list, tuple):
+        return [tuples_as_lists(v) for v in value]
+    return value
+
+
 # ---------------------------------------------------------------------------------- diagnosis
 def _unsafe_globals(path: Path, err: Exception) -> list[str]:
     """The globals a refused file names that ``weights_only`` does not accept, read statically (never imported)."""
@@ -167,4 +184,4 @@ def _what_it_is(path: Path) -> str:
     return ""
 
 
-__all__ = ["check_file", "load_trusted", "plain"]
+__all__ = ["check_file", "load_trusted", "plain", "tuples_as_lists"]

@@ -237,7 +237,7 @@ def test_every_file_the_package_writes_still_loads(original_ckpt, tmp_path):
     torch.save(classifier.state_dict(), tmp_path / "weights.pt")
     method = get_method("FineTune")(model=Classifier("lenet5", 10, (1, 8, 8)), checkpoint=tmp_path / "weights.pt")
     saved = load_trusted(method.save_unlearned(tmp_path / "unlearned.pt"), "checkpoint")
-    assert saved["hparams"]["checkpoint"] == str(tmp_path / "weights.pt")
+    assert saved["method_hparams"]["checkpoint"] == str(tmp_path / "weights.pt")
     checkpoint: dict = {"hyper_parameters": dict(method.hparams)}
     method.on_save_checkpoint(checkpoint)
     assert checkpoint["hyper_parameters"]["checkpoint"] == str(tmp_path / "weights.pt")

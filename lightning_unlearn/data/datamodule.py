@@ -10,6 +10,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 
 from lightning_unlearn.atomic import write_json_atomic  # noqa: F401  (also imported from here)
@@ -69,6 +70,38 @@ def shard_for_processes(sampler: Sampler) -> Sampler:
     return DistributedSamplerWrapper(sampler, num_replicas=world, rank=torch.distributed.get_rank(), shuffle=False)
 
 
+def _pair_of(datamodule: LightningDataModule) -> DatasetPair:
+    """The training and held-out datasets of a user's ``LightningDataModule`` (see
+    :meth:`UnlearningDataModule.from_datamodule`).
+
+    Raises:
+        TypeError: if it serves no map-style training dataset, or neither test nor validation data.
+    """
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    train_loader = datamodule.train_dataloader()
+    train = getattr(train_loader, "dataset", None)
+    name = type(datamodule).__name__
+    if train is None or not hasattr(train, "__getitem__") or not hasattr(train, "__len__"):
+        raise TypeError(f"`datamodule` {name} must serve a DataLoader over a map-style dataset from train_dataloader(),"
+                        f" got {type(train_loader).__name__}.")
+    test = None
+    for stage, hook in (("test", "test_dataloader"), ("validate", "val_dataloader")):
+        try:
+            datamodule.setup(stage)
+            test = getattr(getattr(datamodule, hook)(), "dataset", None)
+        except MisconfigurationException:  # Lightning's default hook: the module defines no such loader
+            continue
+        if test is not None:
+            break
+    if test is None:
+        raise TypeError(f"`datamodule` {name} serves neither test_dataloader() nor val_dataloader() over a dataset.")
+    train_targets, test_targets = _targets(train), _targets(test)
+    num_classes = int(max(train_targets.max(), test_targets.max())) + 1
+    shape = tuple(torch.as_tensor(train[0][0]).shape)
+    return DatasetPair(train, test, num_classes, shape, train_targets, test_targets)  # type: ignore[arg-type]
+
+
 class UnlearningDataModule(LightningDataModule):
     """Serves every split of an unlearning run, seeded and deterministic.
 
@@ -111,6 +144,9 @@ class UnlearningDataModule(LightningDataModule):
             :data:`DEFAULT_REF_FRACTION` for those requests, 0 for a class-wise one (whose target and
             guard need no D_ref).
         manifest: a JSON manifest to read the indices from (written by :meth:`save_manifest`).
+        datamodule: the user's own ``LightningDataModule``: its datasets, with its transforms, are
+            served instead of ``dataset`` (see :meth:`from_datamodule`). From the CLI:
+            ``--data.datamodule my_package.MyDataModule --data.datamodule.init_args.<arg> ...``.
 
     Raises:
         ValueError: for fractions outside [0, 1) or a forget set that is empty, out of range,
@@ -142,6 +178,7 @@ class UnlearningDataModule(LightningDataModule):
         new_fraction: float = 0.0,
         ref_fraction: float | None = None,
         manifest: str | None = None,
+        datamodule: LightningDataModule | None = None,
     ) -> None:
         super().__init__()
         if forget is not None and not isinstance(forget, ForgetSpec):
@@ -159,7 +196,10 @@ class UnlearningDataModule(LightningDataModule):
                 raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}.")
         if forget is not None and not isinstance(forget, ForgetSpec):
             raise TypeError(f"`forget` must be a ForgetSpec (ClassForget, SubclassForget, ...), got {type(forget).__name__}.")
-        self.dataset_name = dataset
+        if datamodule is not None and not isinstance(datamodule, LightningDataModule):
+            raise TypeError(f"`datamodule` must be a LightningDataModule, got {type(datamodule).__name__}.")
+        self.source_datamodule = datamodule
+        self.dataset_name = dataset if datamodule is None else f"custom:{type(datamodule).__module__}.{type(datamodule).__qualname__}"
         self.forget = forget if forget is not None else ClassForget(0)
         self.root, self.download = root, download
         self.batch_size, self.eval_batch_size, self.num_workers = batch_size, eval_batch_size, num_workers
@@ -191,56 +231,23 @@ class UnlearningDataModule(LightningDataModule):
         return dm
 
     @classmethod
-    def from_datamodule(
-        cls,
-        datamodule: Any,
-        forget: ForgetSpec,
-        num_classes: int | None = None,
-        **kwargs: Any,
-    ) -> UnlearningDataModule:
+    def from_datamodule(cls, datamodule: LightningDataModule, forget: ForgetSpec, **kwargs: Any) -> UnlearningDataModule:
         """Serve a request on the user's own ``LightningDataModule``: its datasets, with its transforms.
 
         The training data is the dataset of its ``train_dataloader()``; the held-out data the
         dataset of its ``test_dataloader()`` (of ``val_dataloader()`` when it has no test
         data). Dataset indices (``IndexForget``, manifests) are positions in that training
-        dataset; the manifest records the data module's class. ``batch_size`` defaults to its
-        training loader's.
-
-        Raises:
-            TypeError: if ``datamodule`` has no training loader over a map-style dataset.
+        dataset; the manifest records the data module's class. The loaders are this data
+        module's (``batch_size``, ...), over those datasets. Same as
+        ``UnlearningDataModule(datamodule=datamodule, forget=forget, ...)``.
         """
-        datamodule.prepare_data()
-        datamodule.setup("fit")
-        train_loader = datamodule.train_dataloader()
-        train = getattr(train_loader, "dataset", None)
-        if train is None or not hasattr(train, "__getitem__") or not hasattr(train, "__len__"):
-            raise TypeError(
-                f"`datamodule` {type(datamodule).__name__} must serve a DataLoader over a map-style dataset from"
-                f" train_dataloader(), got {type(train_loader).__name__}."
-            )
-        test = None
-        for stage, hook in (("test", "test_dataloader"), ("validate", "val_dataloader")):
-            try:
-                datamodule.setup(stage)
-                test = getattr(getattr(datamodule, hook)(), "dataset", None)
-            except (NotImplementedError, AttributeError, TypeError):
-                continue  # Lightning's default hooks raise for a stage the module does not define
-            except Exception as err:  # noqa: BLE001 - e.g. MisconfigurationException for an undefined loader
-                if "not implemented" not in str(err).lower() and "define" not in str(err).lower():
-                    raise
-                continue
-            if test is not None:
-                break
-        if test is None:
-            raise TypeError(f"`datamodule` {type(datamodule).__name__} serves neither test_dataloader() nor val_dataloader().")
-        kwargs.setdefault("batch_size", getattr(train_loader, "batch_size", None) or 128)
-        dm = cls.from_datasets(train, test, forget, num_classes, **kwargs)
-        dm.dataset_name = f"custom:{type(datamodule).__module__}.{type(datamodule).__qualname__}"
-        return dm
+        return cls(forget=forget, datamodule=datamodule, **kwargs)
 
     # ------------------------------------------------------------------ set-up
     @property
     def data(self) -> DatasetPair:
+        if self._data is None and self.source_datamodule is not None:
+            self._data = _pair_of(self.source_datamodule)
         if self._data is None:
             self._data = load_dataset(self.dataset_name, self.root, self.download, split_seed=self.split_seed)
         return self._data

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import math
 import os
 import time
+from contextvars import ContextVar
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, get_args
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, get_args
 
 import torch
 from lightning.pytorch import Callback, LightningModule
@@ -20,13 +22,17 @@ from lightning_unlearn.data.resumable import random_state, set_random_state
 from lightning_unlearn.metrics.accuracy import SplitAccuracy
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
-from lightning_unlearn.models.classifier import OptimizerName, build_optimizer, split_batch
-from lightning_unlearn.serialization import load_trusted, plain
+from lightning_unlearn.models.classifier import Classifier, OptimizerName, build_optimizer, split_batch
+from lightning_unlearn.serialization import load_trusted, plain, tuples_as_lists
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from lightning_unlearn.data.datamodule import UnlearningDataModule
 
 DataNeed = Literal["forget", "retain", "both"]
+_FROM_STATE_DICT: ContextVar[bool] = ContextVar("lightning_unlearn_from_state_dict", default=False)
+"""True while load_from_checkpoint builds a method: its weights then come from the checkpoint's state dict."""
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -313,7 +319,7 @@ class UnlearningMethod(LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.model = copy.deepcopy(model).train()  # the user's model may be in eval mode; its copy trains
         self.architecture = architecture or architecture_of(model)
-        if checkpoint is not None and not checkpoint_loaded:
+        if checkpoint is not None and not checkpoint_loaded and not _FROM_STATE_DICT.get():
             load_model_weights(self.model, checkpoint)
         self.anatomy = Anatomy(self.model, num_classes, head)
         self.num_classes = self.anatomy.num_classes
@@ -327,6 +333,13 @@ class UnlearningMethod(LightningModule):
         self.outcome: UnlearningOutcome | None = None
         self._t_start: float | None = None
         self._active_val_splits: list[str] = []
+
+    def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
+        """Lightning's, with tuples stored as lists: a logged ``hparams.yaml`` is plain YAML (no ``!!python/tuple``)."""
+        caller = frame or inspect.currentframe().f_back  # type: ignore[union-attr]  (the __init__ that called this)
+        super().save_hyperparameters(*args, ignore=ignore, frame=caller, logger=logger)
+        self._hparams = tuples_as_lists(self._hparams)
+        self._hparams_initial = tuples_as_lists(self._hparams_initial)
 
     # ------------------------------------------------------------------ model
     @property
@@ -550,13 +563,40 @@ class UnlearningMethod(LightningModule):
                 rank_zero_info(f"{type(self).__name__}: unlearning took {self.runtime_s:.2f} s.")
 
     # ----------------------------------------------------------- persistence
-    def save_unlearned(self, path: str | os.PathLike) -> Path:
-        """Save the unlearned classifier's state dict (atomically: temporary file, then rename)."""
-        return save_atomic(
-            {"state_dict": self.model.state_dict(), "method": self.method_name, "runtime_s": self.runtime_s,
-             "hparams": plain(dict(self.hparams)), "architecture": self.architecture},
+    def save_unlearned(
+        self, path: str | os.PathLike, *, datamodule: UnlearningDataModule | None = None, metrics: Any = None
+    ) -> Path:
+        """Save the unlearned classifier as a Lightning checkpoint (atomically: temporary file, then rename).
+
+        The file loads with the original's own ``load_from_checkpoint`` when it was a LightningModule
+        (``LitModel.load_from_checkpoint(path)``), with ``Classifier.load_from_checkpoint(path)`` when the
+        network was built by name, and with :func:`lightning_unlearn.load_unlearned` in every case (see
+        :mod:`lightning_unlearn.checkpoints`).
+
+        Args:
+            path: the file to write.
+            datamodule: the data module that held the deletion request: when given, the deletion audit
+                record ``audit.json`` is written beside the model (see :mod:`lightning_unlearn.audit_record`).
+                The record and the model it hashes are written together, so a saved model never sits beside
+                a record of another one; keep one folder per unlearned model.
+            metrics: the evaluation to put in the audit record (a dict or an
+                :class:`~lightning_unlearn.evaluation.UnlearningReport`), if any.
+
+        Returns:
+            The model file's path.
+        """
+        from lightning_unlearn.checkpoints import unlearned_checkpoint
+
+        saved = save_atomic(
+            unlearned_checkpoint(self.model, self.architecture, method=self.method_name, runtime_s=self.runtime_s,
+                                 method_hparams=dict(self.hparams)),
             path,
         )
+        if datamodule is not None:
+            from lightning_unlearn.audit_record import AUDIT_FILE, write_audit_record
+
+            write_audit_record(saved.parent / AUDIT_FILE, self, saved, datamodule, metrics=metrics)
+        return saved
 
     def load_unlearned(self, path: str | os.PathLike) -> None:
         """Load weights written by :meth:`save_unlearned` into the wrapped classifier."""
@@ -567,9 +607,78 @@ class UnlearningMethod(LightningModule):
         checkpoint["random_state"] = random_state()  # a model with dropout draws from it: a resumed run goes on with it
         if isinstance(checkpoint.get("hyper_parameters"), dict):  # e.g. a Path as `checkpoint`: keep it loadable
             checkpoint["hyper_parameters"] = plain(checkpoint["hyper_parameters"])
+        if self.architecture is not None:  # the network, for load_from_checkpoint without `model`
+            checkpoint["architecture"] = plain(self.architecture)
+            if type(self.model) is Classifier:
+                checkpoint["classifier_hyper_parameters"] = plain(dict(self.model.hparams))
+
+    @classmethod
+    def load_from_checkpoint(  # type: ignore[override]
+        cls,
+        checkpoint_path: str | os.PathLike | IO[bytes],
+        map_location: Any = None,
+        hparams_file: str | os.PathLike | None = None,
+        strict: bool | None = None,
+        weights_only: bool | None = None,
+        **kwargs: Any,
+    ) -> Self:
+        """A method from a checkpoint the Trainer wrote during unlearning (e.g. by ``ModelCheckpoint``).
+
+        The network comes from ``model=`` when given; otherwise from the checkpoint, which records it
+        when the original was a Classifier built by name (e.g. ``lightning-unlearn fit``). The weights
+        come from the checkpoint's state dict: the original checkpoint named by the ``checkpoint``
+        hyper-parameter is not read again (it may have moved). The file is read with ``weights_only``.
+
+        Raises:
+            ValueError: if no ``model`` is given and the checkpoint does not record its network, if the
+                file is an unlearned model written by :meth:`save_unlearned` (it loads with the original's
+                own class), or if it is not a trusted checkpoint.
+        """
+        is_path = isinstance(checkpoint_path, (str, os.PathLike))
+        payload = load_trusted(checkpoint_path, "checkpoint_path") if is_path else None  # type: ignore[arg-type]
+        if isinstance(payload, dict) and "method" in payload and "loops" not in payload:
+            raise ValueError(
+                f"{cls.__name__}.load_from_checkpoint: {str(checkpoint_path)!r} is an unlearned model written by"
+                " save_unlearned / `unlearn`, not a Trainer checkpoint of a method: load it with the original's own"
+                " load_from_checkpoint (e.g. Classifier.load_from_checkpoint) or lightning_unlearn.load_unlearned."
+            )
+        if kwargs.get("model") is None:
+            if payload is None:
+                raise ValueError(
+                    f"{cls.__name__}.load_from_checkpoint needs `model=` when `checkpoint_path` is not a file path,"
+                    f" got a {type(checkpoint_path).__name__}."
+                )
+            kwargs["model"] = cls._recorded_network(payload, checkpoint_path)
+        token = _FROM_STATE_DICT.set(True)  # the weights are the state dict's: `checkpoint` is not read again
+        try:
+            return super().load_from_checkpoint(
+                checkpoint_path, map_location, hparams_file, strict, True if weights_only is None else weights_only,
+                **kwargs,
+            )
+        finally:
+            _FROM_STATE_DICT.reset(token)
+
+    @classmethod
+    def _recorded_network(cls, payload: Any, path: Any) -> nn.Module:
+        """The (untrained) network a method checkpoint records, or a one-line error saying to pass ``model=``."""
+        from lightning_unlearn.models.networks import build_model
+
+        arch = _architecture_in(payload.get("architecture")) if isinstance(payload, dict) else None
+        if arch is None:
+            raise ValueError(
+                f"{cls.__name__}.load_from_checkpoint: {str(path)!r} does not record the network it unlearns (the"
+                f" original was not a Classifier built by name); pass it: {cls.__name__}.load_from_checkpoint(path,"
+                " model=net)."
+            )
+        classifier = payload.get("classifier_hyper_parameters")
+        if isinstance(classifier, dict):
+            return Classifier(**classifier)
+        return build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]))  # type: ignore[arg-type]
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.runtime_s = float(checkpoint.get("unlearning_runtime_s", 0.0))
+        if self.architecture is None:  # a network rebuilt from the record keeps its description
+            self.architecture = _architecture_in(checkpoint.get("architecture"))
         self._resumed_random_state = checkpoint.get("random_state")
 
     def on_train_start(self) -> None:

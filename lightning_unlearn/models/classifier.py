@@ -10,6 +10,7 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_unlearn.models.networks import ModelName, build_model
+from lightning_unlearn.serialization import tuples_as_lists
 
 OptimizerName = Literal["sgd", "adam", "adamw"]
 
@@ -73,6 +74,8 @@ class Classifier(LightningModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
+        self._hparams = tuples_as_lists(self._hparams)  # a logged hparams.yaml holds plain lists, not !!python/tuple
+        self._hparams_initial = tuples_as_lists(self._hparams_initial)
         self.model = build_model(model, num_classes, tuple(input_shape)) if isinstance(model, str) else model
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")

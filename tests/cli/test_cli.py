@@ -83,7 +83,8 @@ def test_every_method_has_a_yaml_that_runs(method, original_ckpt, workdir):
         args += ["--method.max_epochs", "1"]
     _unlearn(args)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.pt", "config.yaml", "manifest.json", "metrics.json"] + (["targets.pt"] if (out / "targets.pt").exists() else [])
+        ["model.pt", "config.yaml", "manifest.json", "metrics.json", "audit.json"]
+        + (["targets.pt"] if (out / "targets.pt").exists() else [])
     )
     saved = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
     assert saved["method"] == get_method(method).method_name
