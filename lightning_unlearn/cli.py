@@ -70,7 +70,8 @@ CUSTOM_SUBCOMMANDS: dict[str, str] = {
     "evaluate": "Evaluate an unlearned model against the original and the retrained reference.",
     "benchmark": "Run every registered method against Retrain and write a report folder (make demo).",
 }
-UNLEARN_TRAINER_DEFAULTS: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "max_epochs": None}
+UNLEARN_TRAINER_DEFAULTS: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "max_epochs": None,
+                                             "enable_model_summary": False}
 EVALUATE_TRAINER_ARGS: tuple[str, ...] = ("accelerator", "devices", "precision")
 EVALUATE_TRAINER_DEFAULTS: dict[str, Any] = {"devices": 1}
 EVALUATE_TRAINER_FIXED: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False,
@@ -536,7 +537,10 @@ class UnlearningCLI(LightningCLI):
             if self._get(self.config, "trainer").get("max_epochs") is None:  # the method's budget ends the run
                 runs_to_budget = self.model.runs_to_budget()  # type: ignore[union-attr]
                 extra["max_epochs"] = -1 if runs_to_budget else max(int(self.model.hparams.max_epochs), 1)
-            self.trainer = self.instantiate_trainer(**extra)
+            from lightning_unlearn.api import quiet
+
+            with quiet(bool(self.config["unlearn"].get("verbose"))):  # the hardware banner comes from the Trainer's start
+                self.trainer = self.instantiate_trainer(**extra)
         elif self.subcommand == "evaluate":
             from lightning_unlearn.api import quiet
 
@@ -576,7 +580,7 @@ class UnlearningCLI(LightningCLI):
 
     # ---------------------------------------------------------------- unlearn
     def run_unlearn(self, output: str = "unlearned", overwrite: bool = False, evaluate: bool = False,
-                    ckpt_path: Optional[str] = None) -> Path | None:
+                    ckpt_path: Optional[str] = None, verbose: bool = False) -> Path | None:
         """Fit the method, then write the run folder (rank 0 only).
 
         Args:
@@ -589,6 +593,8 @@ class UnlearningCLI(LightningCLI):
                 (against the original model) into ``report.json``.
             ckpt_path: resume an interrupted run from a checkpoint it wrote (with the same arguments and a
                 ``--trainer.callbacks ModelCheckpoint``); it ends with the weights of an uninterrupted run.
+            verbose: also print Lightning's start-up banners (hardware, tips); the outcome line, the progress
+                bar and every warning are shown either way.
         """
         out = Path(output)
         check_output(out, overwrite, {})
@@ -603,7 +609,10 @@ class UnlearningCLI(LightningCLI):
                     stack.enter_context(output_lock(out))
                 except FileExistsError as err:  # another run is writing there: a usage error, before any work
                     self._parser("unlearn").error(str(err))
-            return self._fit_and_write(method, out, overwrite, evaluate, original, ckpt_path)
+            from lightning_unlearn.api import quiet
+
+            with quiet(verbose):
+                return self._fit_and_write(method, out, overwrite, evaluate, original, ckpt_path)
 
     def _fit_and_write(self, method: UnlearningMethod, out: Path, overwrite: bool, evaluate: bool,
                        original: torch.nn.Module | None, ckpt_path: Optional[str] = None) -> Path | None:
@@ -639,8 +648,6 @@ class UnlearningCLI(LightningCLI):
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        if method.outcome is not None:
-            print(method.outcome.summary())
         print(f"{method.method_name}: unlearned model written to {out / MODEL_FILE} ({method.runtime_s:.2f} s)")
         return out
 

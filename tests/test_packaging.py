@@ -141,3 +141,31 @@ def test_unlearn_leaves_out_lightning_banners_unless_verbose():
     finally:
         logger.removeHandler(collect)
         logger.setLevel(level)
+
+
+def test_the_cli_unlearn_is_quiet_unless_verbose(tmp_path):
+    """``lightning-unlearn unlearn`` prints the outcome and where the model went, not Lightning's banners,
+    model summary or tips; ``--verbose true`` shows the banners."""
+    import os
+
+    import torch
+
+    from lightning_unlearn.models import LeNet5
+
+    original = tmp_path / "original.pt"
+    torch.save(LeNet5(10, 1, 8).state_dict(), original)
+    base = [sys.executable, "-m", "lightning_unlearn.cli", "unlearn", "--method", "NegGradPlus", "--method.model",
+            "lightning_unlearn.models.LeNet5", "--method.model.init_args.in_channels", "1",
+            "--method.model.init_args.input_size", "8", "--method.checkpoint", str(original), "--method.max_steps", "2",
+            "--method.target", "null", "--method.guard", "null", "--data.dataset", "digits",
+            "--trainer.enable_progress_bar", "false"]
+    runs = {}
+    for verbose in ("false", "true"):
+        done = subprocess.run([*base, "--output", str(tmp_path / verbose), "--verbose", verbose], capture_output=True,
+                              text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+        assert done.returncode == 0, done.stderr[-2000:]
+        runs[verbose] = done.stdout + done.stderr
+    assert "GPU available" not in runs["false"] and "Tip" not in runs["false"] and "Total params" not in runs["false"]
+    assert "NegGradPlus: no target after 2 steps" in runs["false"] and "unlearned model written to" in runs["false"]
+    assert runs["false"].count("NegGradPlus: no target") == 1
+    assert "GPU available" in runs["true"]
