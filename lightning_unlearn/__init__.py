@@ -4,6 +4,7 @@ from lightning_unlearn._version import __version__
 from lightning_unlearn.api import create_method, make_trainer, train_classifier, unlearn
 from lightning_unlearn.checkpoints import load_unlearned
 from lightning_unlearn.evaluation import UnlearningReport, evaluate
+from lightning_unlearn.forgetting_audit import audit
 from lightning_unlearn.data import (
     ClassForget,
     ForgetSpec,
@@ -88,6 +89,7 @@ __all__ = [
     "UnlearningEvaluator",
     "UnlearningMethod",
     "UnlearningReport",
+    "audit",
     "available_methods",
     "create_method",
     "evaluate",

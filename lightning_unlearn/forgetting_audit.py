@@ -1,0 +1,155 @@
+"""Per-example audit of one or more unlearning methods against a bank of retrained models.
+
+:func:`audit` builds (or reuses) a :class:`~lightning_unlearn.model_bank.ModelBank` and scores,
+for every method, the K unlearned models against the K retrained ones, per example:
+
+* U-LiRA-style attack on D_f: AUC, TPR at 1% and 5% FPR (ideal 0.5, 0.01, 0.05);
+* the NeurIPS 2023 challenge score: forgetting quality F and F × RA ratio × TA ratio;
+* KLOM percentiles on D_f, a D_r sample and D_t (ideal 0);
+* retain-set privacy: the same attack on the D_r sample, for the originals (before) and the unlearned models (after).
+
+Two reference rows come with every report: ``original`` (the untouched originals scored as if
+they were the unlearned models: far from ideal) and ``retrain (half vs half)`` (one half of the
+retrained models against the other: ideal up to the sampling noise of K/2 models). A method is
+judged against these two rows, not against the nominal ideal.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from torch import Tensor
+
+from lightning_unlearn.atomic import atomic_path, write_json_atomic
+from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.metrics.functional.per_example import klom, neurips_forgetting_score, ulira
+from lightning_unlearn.model_bank import BANK_SPLITS, ModelBank
+
+ORIGINAL_ROW = "original"
+REFERENCE_ROW = "retrain (half vs half)"
+
+
+def score_outputs(
+    unlearned: dict[str, dict[str, Any]],
+    retrained: dict[str, dict[str, Any]],
+    before: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """Every per-example score of ``unlearned`` against ``retrained`` (stacked bank outputs, see :meth:`ModelBank.outputs`)."""
+    phi = lambda out, split: out[split]["phi"].double()  # noqa: E731
+    acc = lambda out, split: float(out[split]["accuracy"].mean())  # noqa: E731
+    row: dict[str, Any] = {"ulira_forget": ulira(phi(unlearned, "forget"), phi(retrained, "forget"))}
+    k = min(phi(unlearned, "forget").shape[0], phi(retrained, "forget").shape[0])
+    if k >= 3:
+        row["neurips"] = neurips_forgetting_score(
+            phi(unlearned, "forget"),
+            phi(retrained, "forget"),
+            retain_accuracy=(acc(unlearned, "retain"), acc(retrained, "retain")),
+            test_accuracy=(acc(unlearned, "test"), acc(retrained, "test")),
+        )
+    row["klom"] = {split: klom(phi(unlearned, split), phi(retrained, split)) for split in BANK_SPLITS}
+    row["retain_privacy"] = {"after": ulira(phi(unlearned, "retain"), phi(retrained, "retain"))}
+    if before is not None:
+        row["retain_privacy"]["before"] = ulira(phi(before, "retain"), phi(retrained, "retain"))
+    row["accuracy"] = {split: acc(unlearned, split) for split in BANK_SPLITS}
+    return row
+
+
+def _half(outputs: dict[str, dict[str, Any]], part: int) -> dict[str, dict[str, Any]]:
+    def take(value: Any) -> Any:
+        if isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == k:
+            return value[part::2]
+        return value
+
+    k = outputs["forget"]["phi"].shape[0]
+    return {split: {name: take(v) if name in ("phi", "margin", "probs", "accuracy") else v for name, v in d.items()}
+            for split, d in outputs.items()}
+
+
+def audit(
+    datamodule: UnlearningDataModule,
+    methods: str | list[str] | dict[str, dict[str, Any]],
+    bank_size: int = 8,
+    model: str = "lenet5",
+    max_epochs: int = 10,
+    lr: float = 1e-3,
+    seed: int = 0,
+    retain_sample: int = 1000,
+    cache_dir: str | os.PathLike = ".lightning_unlearn/banks",
+    output: str | os.PathLike | None = None,
+    trainer_kwargs: dict[str, Any] | None = None,
+    verbose: bool = False,
+) -> dict[str, Any]:
+    """Audit ``methods`` on ``datamodule``'s request with per-example scores from a bank of ``bank_size`` models per kind.
+
+    Args:
+        datamodule: the request.
+        methods: a method name, a list of names, or ``{name: options}`` (options passed to the method).
+        bank_size: K, models of each kind (>= 4: the half-vs-half reference needs 2 per half).
+        model, max_epochs, lr, seed: the originals' and retrained models' recipe and first seed.
+        retain_sample: D_r examples scored.
+        cache_dir: where the bank is kept (keyed by the request, recipe, seeds and library version).
+        output: a folder to write ``forgetting_audit.json`` and ``forgetting_audit.md`` to (atomically); None: nothing written.
+        trainer_kwargs: Trainer arguments for every training run.
+
+    Returns:
+        ``{"bank": {...}, "rows": {name: scores}, "markdown": str}``.
+    """
+    if isinstance(methods, str):
+        methods = {methods: {}}
+    elif isinstance(methods, (list, tuple)):
+        methods = {m: {} for m in methods}
+    if not isinstance(methods, dict) or not methods:
+        raise ValueError(f"`methods` must be a method name, a non-empty list of names or {{name: options}}, got {methods!r}.")
+    if not isinstance(bank_size, int) or bank_size < 4:
+        raise ValueError(
+            f"`bank_size` must be an int >= 4, got {bank_size!r}: the retrained reference splits the bank in two halves"
+            " of at least 2 models."
+        )
+    bank = ModelBank(datamodule, None, k=bank_size, model=model, max_epochs=max_epochs, lr=lr, seed=seed,
+                     retain_sample=retain_sample, cache_dir=cache_dir, trainer_kwargs=trainer_kwargs, verbose=verbose)
+    retrained = bank.outputs("retrained")
+    original = bank.outputs("original")
+    rows: dict[str, Any] = {
+        ORIGINAL_ROW: score_outputs(original, retrained, before=original),
+        REFERENCE_ROW: score_outputs(_half(retrained, 0), _half(retrained, 1)),
+    }
+    for name, options in methods.items():
+        rows[name] = score_outputs(bank.outputs("unlearned", name, **options), retrained, before=original)
+    report = {
+        "bank": {"directory": str(bank.directory), "key": bank.key, "k": bank_size, **bank.key_payload},
+        "methods": {n: o for n, o in methods.items()},
+        "rows": rows,
+    }
+    report["markdown"] = to_markdown(report)
+    if output is not None:
+        out = Path(output)
+        write_json_atomic(out / "forgetting_audit.json", {n: v for n, v in report.items() if n != "markdown"})
+        with atomic_path(out / "forgetting_audit.md") as tmp:
+            tmp.write_text(report["markdown"])
+    return report
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table (one row per method and reference)."""
+    head = ("| | U-LiRA AUC (D_f) | TPR@1%FPR | TPR@5%FPR | NeurIPS F | NeurIPS score | KLOM p50 D_f | KLOM p50 D_r"
+            " | KLOM p50 D_t | D_r attack AUC before → after |")
+    lines = [f"Per-example audit, K = {report['bank']['k']} models per kind (bank {report['bank']['key'][:16]}).", "",
+             head, "|" + "---|" * 10]
+    for name, row in report["rows"].items():
+        u, n, kl, rp = row["ulira_forget"], row.get("neurips", {}), row["klom"], row["retain_privacy"]
+        before = f"{rp['before']['auc']:.3f} → " if "before" in rp else ""
+        cells = [
+            name, f"{u['auc']:.3f}", f"{u['tpr@1%fpr']:.3f}", f"{u['tpr@5%fpr']:.3f}",
+            f"{n['forgetting_quality']:.3f}" if n else "–", f"{n['score']:.3f}" if n else "–",
+            f"{kl['forget']['p50']:.3f}", f"{kl['retain']['p50']:.3f}", f"{kl['test']['p50']:.3f}",
+            f"{before}{rp['after']['auc']:.3f}",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", f"Ideal: the `{REFERENCE_ROW}` row (Retrain against retrained models, up to sampling noise);"
+              f" `{ORIGINAL_ROW}` is the untouched model."]
+    return "\n".join(lines) + "\n"
+
+
+__all__ = ["audit", "score_outputs", "to_markdown"]
