@@ -69,6 +69,7 @@ CUSTOM_SUBCOMMANDS: dict[str, str] = {
     "unlearn": "Serve a deletion request: unlearn a trained classifier with a registered method.",
     "evaluate": "Evaluate an unlearned model against the original and the retrained reference.",
     "benchmark": "Run every registered method against Retrain and write a report folder (make demo).",
+    "audit": "Per-example evidence of forgetting from a bank of models: U-LiRA, the NeurIPS 2023 score, KLOM.",
 }
 UNLEARN_TRAINER_DEFAULTS: dict[str, Any] = {"logger": False, "enable_checkpointing": False, "max_epochs": None,
                                              "enable_model_summary": False}
@@ -395,7 +396,7 @@ class UnlearningCLI(LightningCLI):
                 parser.add_lightning_class_args(self.trainer_class, "trainer")  # type: ignore[arg-type]
                 parser.set_defaults({f"trainer.{k}": v for k, v in UNLEARN_TRAINER_DEFAULTS.items()})
                 parser.add_lightning_class_args(UnlearningMethod, "method", subclass_mode=True, required=True)
-            else:  # evaluate: the Trainer options its passes use (Trainer.predict on one device)
+            elif subcommand == "evaluate":  # the Trainer options its passes use (Trainer.predict on one device)
                 skip = set(inspect.signature(self.trainer_class.__init__).parameters) - {"self", *EVALUATE_TRAINER_ARGS}
                 parser.add_class_arguments(self.trainer_class, "trainer", fail_untyped=False, instantiate=False,
                                            sub_configs=True, skip=skip)  # type: ignore[arg-type]
@@ -650,6 +651,47 @@ class UnlearningCLI(LightningCLI):
                 shutil.rmtree(tmp, ignore_errors=True)
         print(f"{method.method_name}: unlearned model written to {out / MODEL_FILE} ({method.runtime_s:.2f} s)")
         return out
+
+    # ------------------------------------------------------------------ audit
+    def run_audit(
+        self,
+        methods: list[str],
+        bank_size: int = 8,
+        model: str = "lenet5",
+        max_epochs: int = 10,
+        lr: float = 1e-3,
+        seed: int = 0,
+        retain_sample: int = 1000,
+        cache_dir: str = ".lightning_unlearn/banks",
+        output: Optional[str] = None,
+    ) -> None:
+        """Audit ``methods`` on the request of ``--data`` with per-example scores (see :func:`lightning_unlearn.audit`).
+
+        Args:
+            methods: registered method names, e.g. ``'[SU,NegGradPlus]'``.
+            bank_size: K models of each kind (originals, unlearned, retrained), at least 8.
+            model: the network of the originals and retrained models (``lenet5``, ``allcnn``, ``resnet18``).
+            max_epochs: epochs of every original and retrained model.
+            lr: learning rate of those trainings.
+            seed: seed of the first model of each kind (model i uses ``seed + i``).
+            retain_sample: D_r examples scored for retain-set privacy.
+            cache_dir: where the bank is kept and resumed (keyed by the request, recipe, seeds and version).
+            output: a folder for ``forgetting_audit.json`` and ``forgetting_audit.md`` (default: print only).
+        """
+        from lightning_unlearn.api import quiet
+        from lightning_unlearn.forgetting_audit import audit
+
+        try:
+            names = [get_method(name).method_name for name in methods]
+        except ValueError as err:
+            self._parser("audit").error(f"`--methods`: {err}")
+        try:
+            with quiet():
+                report = audit(self.datamodule, names, bank_size=bank_size, model=model, max_epochs=max_epochs, lr=lr,
+                               seed=seed, retain_sample=retain_sample, cache_dir=cache_dir, output=output)
+        except (ValueError, TypeError) as err:  # checked before any training
+            self._parser("audit").error(_cli_message(err))
+        print(report["markdown"])
 
     # --------------------------------------------------------------- evaluate
     def run_evaluate(

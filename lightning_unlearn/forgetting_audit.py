@@ -86,7 +86,7 @@ def audit(
     Args:
         datamodule: the request.
         methods: a method name, a list of names, or ``{name: options}`` (options passed to the method).
-        bank_size: K, models of each kind (>= 4: the half-vs-half reference needs 2 per half).
+        bank_size: K, models of each kind (>= 8: the half-vs-half reference needs two folds of 2 models per half).
         model, max_epochs, lr, seed: the originals' and retrained models' recipe and first seed.
         retain_sample: D_r examples scored.
         cache_dir: where the bank is kept (keyed by the request, recipe, seeds and library version).
@@ -102,10 +102,10 @@ def audit(
         methods = {m: {} for m in methods}
     if not isinstance(methods, dict) or not methods:
         raise ValueError(f"`methods` must be a method name, a non-empty list of names or {{name: options}}, got {methods!r}.")
-    if not isinstance(bank_size, int) or bank_size < 4:
+    if not isinstance(bank_size, int) or isinstance(bank_size, bool) or bank_size < 8:
         raise ValueError(
-            f"`bank_size` must be an int >= 4, got {bank_size!r}: the retrained reference splits the bank in two halves"
-            " of at least 2 models."
+            f"`bank_size` must be an integer >= 8, got {bank_size!r}: the retrained reference splits the bank in two"
+            " halves, and the per-example attack fits each half in two folds of at least 2 models."
         )
     bank = ModelBank(datamodule, None, k=bank_size, model=model, max_epochs=max_epochs, lr=lr, seed=seed,
                      retain_sample=retain_sample, cache_dir=cache_dir, trainer_kwargs=trainer_kwargs, verbose=verbose)

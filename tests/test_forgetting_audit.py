@@ -86,7 +86,28 @@ def test_bank_bad_input(tmp_path, kwargs, message):
 
 
 def test_audit_bad_input(tmp_path):
-    with pytest.raises(ValueError, match="`bank_size` must be an int >= 4, got 2"):
-        audit(_digits(), "finetune", bank_size=2, cache_dir=tmp_path)
+    for small in (2, 4):  # 4 models per kind leave halves of 2: too few for two folds of the per-example attack
+        with pytest.raises(ValueError, match=f"`bank_size` must be an integer >= 8, got {small}"):
+            audit(_digits(), "finetune", bank_size=small, cache_dir=tmp_path)
     with pytest.raises(ValueError, match="`methods` must be"):
         audit(_digits(), [], cache_dir=tmp_path)
+
+
+def test_the_cli_audit_subcommand(report, tmp_path, capsys):
+    """``lightning-unlearn audit``: the report from the CLI, on the bank the Python audit above cached (only the
+    unlearned models of the CLI's method are new), and its bad input as one-line errors."""
+    from lightning_unlearn.cli import main
+
+    _, cache, _ = report
+    args = ["audit", "--data.dataset", "digits", "--data.forget", "ClassForget", "--data.forget.classes", "3",
+            "--data.batch_size", "64", "--bank_size", "8", "--max_epochs", "8", "--retain_sample", "300",
+            "--cache_dir", str(cache)]
+    main([*args, "--methods", "[SU]", "--output", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert "| su |" in printed.lower() and (tmp_path / "out" / "forgetting_audit.json").exists()
+    for bad, message in ((["--methods", "[Foo]"], "`--methods`: Unknown unlearning method 'Foo'"),
+                         (["--methods", "[SU]", "--bank_size", "4"], "`bank_size` must be an integer >= 8, got 4")):
+        with pytest.raises(SystemExit) as exit_info:
+            main([*args, *bad])
+        err = capsys.readouterr().err.strip()
+        assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
