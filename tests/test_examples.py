@@ -36,15 +36,16 @@ def test_own_lightning_module_with_one_callback_is_unlearned(tmp_path):
     assert namespace["DigitNet"].__module__ != "lightning_unlearn"
     result = namespace["main"](epochs=8, workdir=str(tmp_path))
     assert (tmp_path / "digitnet.ckpt").is_file()
-    # What the example claims, with the spread measured over seeds 0-2 (`main(epochs=8 or 30, seed=0..2)`):
-    # the user's model is left as it was trained (97.8-100% on the deleted records) ...
+    # What the example claims, with the spread measured over seeds 0-2 (`main(epochs=8, seed=0..2)`):
+    # the user's model is left as it was trained (97.8-99.3% on the deleted records) ...
     assert result["original/forgotten records"] >= 0.95
-    # ... and the deleted records, and digit 7 itself, are forgotten (0.0% on every seed and budget).
+    # ... the deleted records and digit 7 itself are forgotten (0.0-0.7%, and 0.0% on unseen 7s) ...
     assert result["unlearned/forgotten records"] <= 0.02
     assert result["unlearned/test digit 7"] <= 0.02
-    # The example does NOT claim to keep the other digits: Naive PS's closed form costs them 22-71 points on this
-    # MLP (8 epochs: 93.7/95.6/94.4% -> 30.8/73.1/23.7%; 30 epochs: 98.1/96.8/96.3% -> 54.4/48.7/57.6%), which its
-    # comment says; an assertion of "within a few points" would be false, and a loose floor would assert nothing.
+    # ... and the other digits keep their accuracy within the utility guard: -1.6 to +1.3 points (93.7/95.6/94.4% ->
+    # 95.0/94.0/92.8%). With 30 epochs seeds 0-1 lose 1.9 and 1.5 points; on seed 2 no ridge serves the request
+    # within the guard, and Naive PS says so (48% of the records still recognised).
+    assert result["unlearned/other test digits"] >= result["original/other test digits"] - 0.03
 
 
 def test_cli_walkthrough_runs(tmp_path):
