@@ -65,8 +65,10 @@ def test_evaluate_without_reference_omits_gaps_and_runs_one_pass_per_split(mnist
         report = evaluate(ga_class, dm)
     finally:
         handle.remove()
-    # forget + retain + test, each once; D_tf and D_tr are sliced from the test outputs.
-    assert sum(batches) == sum(len(dm.indices[s]) for s in ("forget", "retain")) + len(dm.split_dataset("test"))
+    # the input check (two zero inputs, before any pass), then forget + retain + test, each once; D_tf and D_tr are
+    # sliced from the test outputs.
+    assert batches[0] == 2
+    assert sum(batches[1:]) == sum(len(dm.indices[s]) for s in ("forget", "retain")) + len(dm.split_dataset("test"))
     assert report.average_gap is None and report.gaps is None
     assert report.entropy_distance == {} and report.prototype_similarity == {} and report.prediction_kl == {}
     assert report.to_dict().get("average_gap") is None and "No reference" in report.notes[0]

@@ -56,7 +56,9 @@ def example_module():
 
 
 def _options(name: str, recording: Path) -> dict:
-    return {"recording": str(recording)} if name == "NaivePS" else {}
+    if name == "NaivePS":
+        return {"recording": str(recording)}
+    return {"max_epochs": 3} if name == "Retrain" else {}  # the reference needs no full budget here
 
 
 @pytest.mark.parametrize("request_kind", REQUESTS)
@@ -101,6 +103,8 @@ def test_every_method_serves_the_request_or_says_why_not_from_the_cli(trained, t
                 "--trainer.enable_model_summary", "false"]
         if name == "NaivePS":
             args += ["--method.recording", str(recording)]
+        if name == "Retrain":
+            args += ["--method.max_epochs", "3"]
         if name in REFUSED:
             with pytest.raises(SystemExit) as exit_info:
                 main(args)

@@ -122,11 +122,11 @@ def test_random_labels_are_keyed_by_index():
     ("cls", "kwargs", "message"),
     [
         (NegGradPlus, {"retain_weight": 1.2}, r"`retain_weight` must be in \[0, 1\], got 1.2"),
-        (BoundaryShrink, {"epsilon": 0.0}, r"`epsilon` must be > 0 \(FGSM step in input units\), got 0.0"),
+        (BoundaryShrink, {"epsilon": 0.0}, r"`epsilon` must be a finite number > 0 \(FGSM step in input units\), got 0.0"),
         (SCRUB, {"msteps": -1}, r"`msteps` must be an integer >= 0, got -1"),
-        (SCRUB, {"temperature": 0.0}, r"`temperature` must be > 0, got 0.0"),
-        (SCRUB, {"kd_weight": -1.0}, r"`kd_weight` must be >= 0, got -1.0"),
-        (SalUn, {"threshold": 0.0}, r"`threshold` must be in \(0, 1\] \(fraction of salient weights\), got 0.0"),
+        (SCRUB, {"temperature": 0.0}, r"`temperature` must be a finite number > 0, got 0.0"),
+        (SCRUB, {"kd_weight": -1.0}, r"`kd_weight` must be a finite number >= 0, got -1.0"),
+        (SalUn, {"threshold": 0.0}, r"`threshold` must be a finite number in \(0, 1\] \(fraction of salient weights\), got 0.0"),
     ],
 )
 def test_bad_arguments(cls, kwargs, message):
