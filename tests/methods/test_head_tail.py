@@ -7,6 +7,9 @@ PyTorch's MNIST example style, which returns ``log_softmax(fc(·))`` and trains 
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -20,25 +23,10 @@ from lightning_unlearn.models.anatomy import HeadNotFoundError
 SEEDS = (0, 1, 2)
 
 
-class Backbone(nn.Module):
-    def __init__(self, hidden_dim: int = 128) -> None:
-        super().__init__()
-        self.l1 = nn.Linear(64, hidden_dim)
-        self.l2 = nn.Linear(hidden_dim, 10)
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+from lit_backbone_classifier import LitClassifier  # noqa: E402  (Lightning's example model, as a user has it)
 
-    def forward(self, x):
-        x = x.view(x.size(0), -1)
-        return torch.relu(self.l2(torch.relu(self.l1(x))))
-
-
-class LitClassifier(L.LightningModule):
-    def __init__(self, learning_rate: float = 1e-3) -> None:
-        super().__init__()
-        self.save_hyperparameters()
-        self.backbone = Backbone()
-
-    def forward(self, x):
-        return self.backbone(x)
+sys.path.pop(0)
 
 
 class LogSoftmaxNet(L.LightningModule):
@@ -99,7 +87,7 @@ def test_ps_trains_the_head_through_the_operations_after_it(trained):
 @pytest.mark.parametrize("method", ["BoundaryExpanding"])
 def test_a_method_defined_on_the_final_linear_layer_says_what_the_model_does(method):
     dm = UnlearningDataModule("digits", forget=ClassForget(3), seed=0)
-    model = LitClassifier()
+    model = LitClassifier(hidden_dim=128)
     with pytest.raises(HeadNotFoundError, match=rf"^{method} .* but LitClassifier applies operations outside its"
                        r" submodules after its final linear layer 'backbone.l2'\. Unlearn with a method that trains"):
         unlearn(model, dm, method=method)
