@@ -150,7 +150,11 @@ class Target:
         return max(forget - self.aim, 0.0) if self.kind == "class" else abs(forget - self.aim)
 
     def reached(self, forget: float) -> bool:
-        return self.distance(forget) <= self.tolerance + 1e-12
+        return self.reached_at(self.distance(forget))
+
+    def reached_at(self, distance: float) -> bool:
+        """Whether a forget accuracy at ``distance`` from the aim (see :meth:`distance`) meets the target."""
+        return distance <= self.tolerance + 1e-12
 
     def aim_crossed(self, forget: float) -> bool:
         """Whether training further cannot bring ``forget`` closer to the aim (the run may stop)."""

@@ -293,8 +293,9 @@ class NaivePS(_OneShot):
             if not serving:
                 break
             splits = tuple(s for s in request.loaders if s != "ref")  # type: ignore[union-attr]
-            score, respected, served = request.judge(request._measure(trainer, self, splits))  # type: ignore[union-attr]
-            if served and respected:
+            score, respected, _ = request.judge(request._measure(trainer, self, splits))  # type: ignore[union-attr]
+            served = respected and request.target.reached_at(score)  # type: ignore[union-attr]
+            if served:
                 break
             if respected and (best is None or score < best[0]):
                 best = (score, ridge, new_weight)
