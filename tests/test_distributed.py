@@ -34,13 +34,7 @@ TOLERANCE = 0.03  # accuracy points
 HALF_BATCH = "32"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a shared 2-core machine, spinning OpenMP threads cost more than they give."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+ONE_THREAD = True  # read by conftest's thread fixture
 
 
 def _env() -> dict[str, str]:

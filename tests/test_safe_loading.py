@@ -57,12 +57,7 @@ def _craft(path: Path, marker: Path, fmt: str = "zip") -> Path:
     return path
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+ONE_THREAD = True  # read by conftest's thread fixture
 
 
 @pytest.fixture(scope="module")

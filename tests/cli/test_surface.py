@@ -26,12 +26,7 @@ HELP_LINES = {"": 45, "fit": 600, "validate": 600, "test": 600, "unlearn": 520, 
 QUIET = ["--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+ONE_THREAD = True  # read by conftest's thread fixture
 
 
 def _help(args: list[str], capsys, monkeypatch) -> str:
