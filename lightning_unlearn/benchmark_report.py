@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from lightning_unlearn._optional import require
 from lightning_unlearn.benchmark_runs import ORIGINAL, ORIGINAL_LABEL, REFERENCE, SCENARIO_TITLES, RunRecord
 
 # Metrics shown in the Markdown table (when the evaluation report has them), in this order.
@@ -267,10 +268,8 @@ def write_plots(folder: Path, table: Mapping[str, Mapping[str, dict[str, Any]]],
 
     ``forget_class`` (the class of the ``class`` scenario) names it in the relearning plot's labels.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    require("matplotlib", "The benchmark's plots").use("Agg")
+    plt = require("matplotlib.pyplot", "The benchmark's plots")
 
     styles = _styles(sorted({m for rows in table.values() for m in rows}))
     written = []

@@ -169,3 +169,13 @@ def test_the_cli_unlearn_is_quiet_unless_verbose(tmp_path):
     assert "NegGradPlus: no target after 2 steps" in runs["false"] and "unlearned model written to" in runs["false"]
     assert runs["false"].count("NegGradPlus: no target") == 1
     assert "GPU available" in runs["true"]
+
+
+def test_the_benchmark_without_its_extra_stops_before_any_work(monkeypatch, tmp_path):
+    """Without matplotlib (the ``bench`` extra) the benchmark says so at once; it trained every model before."""
+    from lightning_unlearn.benchmark import BenchmarkArgumentError, run_benchmark
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if it were not installed
+    with pytest.raises(BenchmarkArgumentError, match=re.escape("The benchmark needs matplotlib: pip install 'lightning-unlearn[bench]'")):
+        run_benchmark(output=str(tmp_path / "out"), methods=("SU",), seeds=(0,), dataset="digits")
+    assert not (tmp_path / "out").exists()
