@@ -309,7 +309,6 @@ class NaivePS(_OneShot):
                     f" the head is unchanged. Use a larger `ridge` (got {self.hparams.ridge!r})."
                 )
             self._set_head(new_weight, rec.has_bias)
-        self.ridge_used = ridge
         if serving and ridge != self.hparams.ridge:
             self.notes.append(
                 f"the closed form used ridge {ridge:g}, the first of {ridges} that served the request within the guard"
