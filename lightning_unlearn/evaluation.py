@@ -27,6 +27,7 @@ from lightning_unlearn.metrics.functional.weights import parameter_change
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.outputs import SplitOutputs, predict, predict_with_trainer
 from lightning_unlearn.passes import device_of
+from lightning_unlearn.plots import report_markdown, save_plots
 from lightning_unlearn.relearning import RelearningResult
 
 if TYPE_CHECKING:
@@ -128,8 +129,6 @@ class UnlearningReport:
         return json.dumps(self.to_dict(), indent=1)
 
     def to_markdown(self) -> str:
-        from lightning_unlearn.plots import report_markdown
-
         return report_markdown(self)
 
     def save(self, folder: str | os.PathLike, overwrite: bool = True) -> Path:
@@ -141,8 +140,6 @@ class UnlearningReport:
         Raises:
             FileExistsError: if ``folder`` exists and ``overwrite`` is False.
         """
-        from lightning_unlearn.plots import save_plots
-
         folder = Path(folder)
         if folder.exists() and not overwrite:
             raise FileExistsError(f"`folder` {str(folder)!r} exists; pass overwrite=True to replace it.")

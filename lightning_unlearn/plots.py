@@ -1,15 +1,51 @@
-"""Rendering of an :class:`~lightning_unlearn.evaluation.UnlearningReport`: a Markdown table and PNG plots."""
+"""Rendering of an :class:`~lightning_unlearn.evaluation.UnlearningReport`: a Markdown table and PNG plots.
+
+The report's own methods (``to_markdown``, ``save``) call this module: it reads a report by its
+attributes (:class:`ReportData`, a protocol) and imports nothing of :mod:`lightning_unlearn.evaluation`.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
 from lightning_unlearn._optional import require
 
-if TYPE_CHECKING:
-    from lightning_unlearn.evaluation import UnlearningReport
+
+class ModelData(Protocol):
+    """What the rendering reads of one model's metrics (a :class:`~lightning_unlearn.evaluation.ModelMetrics`)."""
+
+    accuracy: dict[str, float]
+    unlearning_accuracy: float
+    class_accuracy: list[float | None]
+    mia_efficacy: float | None
+    loss_mia: dict[str, float] | None
+
+
+class ReportData(Protocol):
+    """What the rendering reads of a report (a :class:`~lightning_unlearn.evaluation.UnlearningReport`)."""
+
+    splits: list[str]
+    num_classes: int
+    forget_classes: list[int] | None
+    forget_spec: dict[str, Any] | None
+    models: Mapping[str, ModelData]
+    average_gap: float | None
+    entropy_distance: dict[str, dict[str, float]]
+    prototype_similarity: dict[str, list[float]]
+    prediction_kl: dict[str, float]
+    prediction_kl_split: str | None
+    loss_mia_split: str | None
+    parameter_change: dict[str, Any] | None
+    relearning: dict[str, dict[str, Any]]
+    runtime_s: float | None
+    evaluation_time_s: float
+    notes: list[str]
+
+    @property
+    def unlearned(self) -> ModelData: ...
 
 SPLIT_LABELS = {
     "forget": "D_f",
@@ -30,7 +66,7 @@ def _fmt(value: float | None, percent: bool = True) -> str:
     return f"{100 * value:.2f}" if percent else f"{value:.4f}"
 
 
-def report_markdown(report: UnlearningReport) -> str:
+def report_markdown(report: ReportData) -> str:
     """The report as Markdown: one row per metric, one column per model, plus the gap to the reference."""
     roles = [r for r in ("unlearned", "original", "reference") if r in report.models]
     has_ref = "reference" in report.models
@@ -103,7 +139,7 @@ def _grouped_bars(ax, labels: list[str], series: dict[str, list[float]]) -> None
     ax.set_xticks(range(len(labels)), labels)
 
 
-def plot_accuracy(report: UnlearningReport, path: Path) -> Path:
+def plot_accuracy(report: ReportData, path: Path) -> Path:
     """Accuracy per split, the unlearned model beside the original and reference models."""
     fig, ax = _figure()
     splits = report.splits
@@ -128,7 +164,7 @@ def plot_accuracy(report: UnlearningReport, path: Path) -> Path:
     return path
 
 
-def plot_class_accuracy(report: UnlearningReport, path: Path) -> Path:
+def plot_class_accuracy(report: ReportData, path: Path) -> Path:
     """Test accuracy per class; the forgotten classes are shaded."""
     fig, ax = _figure()
     classes = list(range(report.num_classes))
@@ -146,7 +182,7 @@ def plot_class_accuracy(report: UnlearningReport, path: Path) -> Path:
     return path
 
 
-def plot_prototype_similarity(report: UnlearningReport, path: Path) -> Path:
+def plot_prototype_similarity(report: ReportData, path: Path) -> Path:
     """Per-class cosine similarity of the head rows to the reference model's (1 = same prototype)."""
     fig, ax = _figure()
     classes = list(range(report.num_classes))
@@ -202,7 +238,7 @@ def relearning_axis_labels(forget_classes: list[int] | None, class_wise: bool | 
             f"accuracy on D_tf, the test samples of {names} (%)")
 
 
-def draw_relearning(ax, report: UnlearningReport) -> None:  # type: ignore[no-untyped-def]
+def draw_relearning(ax, report: ReportData) -> None:  # type: ignore[no-untyped-def]
     """Draw the report's relearning curves into ``ax`` (one colour, marker and line style per model)."""
     from matplotlib.ticker import MaxNLocator
 
@@ -225,7 +261,7 @@ def draw_relearning(ax, report: UnlearningReport) -> None:  # type: ignore[no-un
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), fontsize=8, ncol=2, frameon=False)
 
 
-def plot_relearning(report: UnlearningReport, path: Path) -> Path:
+def plot_relearning(report: ReportData, path: Path) -> Path:
     """Forget accuracy after every relearning epoch (epoch 0 = before relearning)."""
     fig, ax = _figure(7.0, 4.6)
     draw_relearning(ax, report)
@@ -235,7 +271,7 @@ def plot_relearning(report: UnlearningReport, path: Path) -> Path:
     return path
 
 
-def save_plots(report: UnlearningReport, folder: Path) -> list[Path]:
+def save_plots(report: ReportData, folder: Path) -> list[Path]:
     """Write every plot that the report has data for into ``folder``; return their paths.
 
     Raises:

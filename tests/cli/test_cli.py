@@ -161,14 +161,14 @@ def test_missing_checkpoint_and_other_architecture_are_clear_errors(tmp_path, ca
 
 
 def test_output_is_never_half_written(original_ckpt, tmp_path, monkeypatch, capsys):
-    import lightning_unlearn.cli as cli
+    import lightning_unlearn.cli.runs as runs
 
     out = tmp_path / "run"
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(cli, "split_accuracies", broken)  # fails after model.pt was written to the temp folder
+    monkeypatch.setattr(runs, "split_accuracies", broken)  # fails after model.pt was written to the temp folder
     with pytest.raises(RuntimeError, match="disk full"):
         _unlearn(["--method", "GradientAscent", "--method.checkpoint", str(original_ckpt), "--method.max_epochs", "1",
                   *DIGITS, "--output", str(out)])
