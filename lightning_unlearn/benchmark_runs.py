@@ -80,7 +80,7 @@ def check_interval(method: Any, dm: UnlearningDataModule, checks_per_pass: int =
     Ascent-type methods can collapse within one epoch, so a rule checked only at epoch ends stops
     too late; a stop signalled mid-epoch ends training at that step.
     """
-    loader = method.unlearning_dataloader(dm)  # what the method trains on: D_f, D_r, a layer, or both combined
+    loader = dm.training_loader(method.training_data)  # what the method trains on: D_f, D_r, a layer, or both combined
     if isinstance(loader, CombinedLoader):
         iter(loader)  # a CombinedLoader knows its (mode-dependent) length only once iterated
     steps = len(loader)

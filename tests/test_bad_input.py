@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import TensorDataset
+from lightning.pytorch import Trainer
+from torch.utils.data import DataLoader, TensorDataset
 
 from lightning_unlearn import ClassForget, IndexForget, RandomForget, SubclassForget, UnlearningDataModule, unlearn
 from lightning_unlearn.cli import main
@@ -138,6 +139,13 @@ def _nan_inputs() -> None:
     dm = UnlearningDataModule.from_datasets(TensorDataset(x, y), TensorDataset(torch.randn(50, 1, 8, 8), torch.arange(50) % 10),
                                             ClassForget(3), batch_size=16)
     unlearn(_lenet(), dm, "GradientAscent", target=None, guard=None, max_epochs=1)
+
+
+def _fit_on_bare_loader(method: UnlearningMethod) -> None:
+    """Fit ``method`` on a bare DataLoader: the Trainer has no data module."""
+    loader = DataLoader(TensorDataset(torch.randn(8, 1, 8, 8), torch.arange(8) % 10), batch_size=4)
+    Trainer(max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+            enable_model_summary=False).fit(method, loader)
 
 
 DATA = ["--data.dataset", "digits", "--data.forget", "ClassForget", "--data.forget.classes", "3"]
@@ -267,6 +275,8 @@ CASES: dict[str, Callable[[], Any] | list[str]] = {
     "data-seed-negative": lambda: _digits(seed=-1),
     "cli-dataset-without-root": _unlearn("--data.dataset", "mnist"),
     "nan-inputs": _nan_inputs,
+    "fit-without-datamodule": lambda: _fit_on_bare_loader(get_method("SU")(_lenet(), target=None, guard=None)),
+    "fit-without-datamodule-request": lambda: _fit_on_bare_loader(get_method("FineTune")(_lenet())),
     # model/data mismatch
     "model-other-inputs": lambda: unlearn(_lenet(28), _digits(), "FineTune"),
     "model-fewer-logits": lambda: unlearn(_lenet(classes=8), _digits(), "FineTune", num_classes=8),

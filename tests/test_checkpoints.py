@@ -33,7 +33,7 @@ from lightning_unlearn import (
     unlearn,
 )
 from lightning_unlearn.cli import load_classifier, main
-from lightning_unlearn.methods.base import load_model_weights, model_from_checkpoint
+from lightning_unlearn.checkpoints import load_model_weights, model_from_checkpoint
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter")
 

@@ -22,7 +22,7 @@ from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.callbacks.prototype_recorder import PrototypeRecording
 from lightning_unlearn.cli import load_classifier, main
 from lightning_unlearn.methods import get_method, load_model_weights
-from lightning_unlearn.methods.base import model_from_checkpoint
+from lightning_unlearn.checkpoints import model_from_checkpoint
 from lightning_unlearn.models import Classifier, LeNet5
 from lightning_unlearn.serialization import load_trusted, plain
 

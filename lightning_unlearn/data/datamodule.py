@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, Subset
 
@@ -70,6 +73,52 @@ def shard_for_processes(sampler: Sampler) -> Sampler:
     return DistributedSamplerWrapper(sampler, num_replicas=world, rank=torch.distributed.get_rank(), shuffle=False)
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What an unlearning method trains on: its declaration, from which the data module builds the loader.
+
+    A method states it as its ``training_data`` property; :meth:`UnlearningDataModule.train_dataloader`
+    serves it (through :meth:`UnlearningDataModule.training_loader`) when a Trainer fits the method.
+
+    Attributes:
+        splits: the split(s) of a training batch. One split: batches ``(x, y, index)``. Two: batches
+            ``{split: (x, y, index)}`` of equal size, one shuffled loader per split held by Lightning's
+            ``CombinedLoader`` (the Trainer injects its distributed samplers into each).
+        epoch: with two splits, the split one epoch passes over once: the other is cycled when it is shorter
+            and truncated (a random subset of its shuffled batches) when it is longer. ``None``: an epoch lasts
+            as long as the longer split, and the exhausted one gives ``None`` (``CombinedLoader``'s ``"max_size"``).
+        shuffle: seeded shuffling by ``(seed, epoch)``, resumable in the middle of an epoch; else split order.
+        batch_size: the batch size (default: the data module's ``batch_size``, or its ``eval_batch_size`` when
+            not shuffled).
+        sampler: the order of a single split, as a function of the split's dataset returning a sampler (e.g.
+            SULI's layer of the epoch); the loader is then resumable and sharded across processes like a
+            shuffled one.
+
+    Raises:
+        ValueError: for no split, an unknown or repeated split, more than two splits, an ``epoch`` that is not
+            one of two splits, or a ``sampler`` for several splits.
+
+    Example:
+        >>> TrainingData(("forget", "retain"), epoch="forget").splits
+        ('forget', 'retain')
+    """
+
+    splits: tuple[str, ...] = ("forget",)
+    epoch: str | None = None
+    shuffle: bool = True
+    batch_size: int | None = None
+    sampler: Callable[[Dataset], Sampler] | None = None
+
+    def __post_init__(self) -> None:
+        splits = self.splits
+        if isinstance(splits, str) or not 1 <= len(splits) <= 2 or len(set(splits)) != len(splits) or any(s not in SPLITS for s in splits):
+            raise ValueError(f"`splits` must be one or two distinct split names among {list(SPLITS)}, got {splits!r}.")
+        if self.epoch is not None and (len(splits) != 2 or self.epoch not in splits):
+            raise ValueError(f"`epoch` must be None or one of two splits {list(splits)}, got {self.epoch!r}.")
+        if self.sampler is not None and len(splits) != 1:
+            raise ValueError(f"`sampler` orders a single split, but `splits` is {splits!r}.")
+
+
 def _pair_of(datamodule: LightningDataModule) -> DatasetPair:
     """The training and held-out datasets of a user's ``LightningDataModule`` (see
     :meth:`UnlearningDataModule.from_datamodule`).
@@ -115,8 +164,10 @@ class UnlearningDataModule(LightningDataModule):
     (train or test), so metrics can drop the duplicates DistributedSampler pads in.
 
     When a Trainer fits an unlearning method with this data module, ``train_dataloader``
-    serves what the method asks for (forget set, retain set, or both), and
-    ``val_dataloader`` the splits it validates (each logged as ``val/<split>_acc``). When it
+    serves what the method declares as its ``training_data`` (forget set, retain set, or both:
+    see :class:`TrainingData`), and ``val_dataloader`` the splits it validates (each logged as
+    ``val/<split>_acc``); the data module only reads these declarations, and the method reads
+    the splits it needs for its own passes from its ``datamodule``. When it
     fits a plain classifier, ``train_dataloader`` serves the whole training split and
     ``val_dataloader`` the test split D_t, named by :attr:`val_split`: the data module holds out
     no validation split of its own (D_new and D_ref serve the relearning test and the targets of
@@ -347,14 +398,33 @@ class UnlearningDataModule(LightningDataModule):
         resumed from a checkpoint taken in the middle of an epoch continues that epoch's order where it stood.
         """
         dataset = self.split_dataset(split)
-        return (ResumableDataLoader if shuffle else DataLoader)(
+        order = EpochRandomSampler(dataset, self.seed) if shuffle else None
+        return self._loader(dataset, order, batch_size or (self.batch_size if shuffle else self.eval_batch_size), drop_last)
+
+    def _loader(self, dataset: Dataset, order: Sampler | None, batch_size: int, drop_last: bool = False) -> DataLoader:
+        """A loader over ``dataset``: in ``order`` (sharded across processes, resumable), else in dataset order."""
+        return (ResumableDataLoader if order is not None else DataLoader)(
             dataset,
-            batch_size=batch_size or (self.batch_size if shuffle else self.eval_batch_size),
-            sampler=shard_for_processes(EpochRandomSampler(dataset, self.seed)) if shuffle else None,
+            batch_size=batch_size,
+            sampler=shard_for_processes(order) if order is not None else None,
             drop_last=drop_last,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    def training_loader(self, data: TrainingData) -> Any:
+        """The training loader a method declares (see :class:`TrainingData`): a loader over one split, or a
+        ``CombinedLoader`` of two."""
+        if data.sampler is not None:
+            dataset = self.split_dataset(data.splits[0])  # type: ignore[arg-type]
+            return self._loader(dataset, data.sampler(dataset), data.batch_size or self.batch_size)
+        loaders = {s: self.dataloader(s, shuffle=data.shuffle, batch_size=data.batch_size) for s in data.splits}  # type: ignore[arg-type]
+        if len(loaders) == 1:
+            return loaders[data.splits[0]]
+        if data.epoch is None:
+            return CombinedLoader(loaders, mode="max_size")
+        other = next(s for s in data.splits if s != data.epoch)
+        return CombinedLoader(loaders, mode="max_size_cycle" if len(loaders[data.epoch]) >= len(loaders[other]) else "min_size")
 
     def forget_dataloader(self, shuffle: bool = True) -> DataLoader:
         return self.dataloader("forget", shuffle=shuffle)
@@ -362,15 +432,25 @@ class UnlearningDataModule(LightningDataModule):
     def retain_dataloader(self, shuffle: bool = True) -> DataLoader:
         return self.dataloader("retain", shuffle=shuffle)
 
-    def train_dataloader(self) -> Any:
+    def _fitted_data(self) -> tuple[TrainingData, tuple[str, ...]] | None:
+        """``(training_data, validated_splits)`` declared by the unlearning method the Trainer runs, else ``None``."""
         module = self.trainer.lightning_module if self.trainer is not None else None
-        hook = getattr(module, "unlearning_dataloader", None)
-        return hook(self) if callable(hook) else self.dataloader("train", shuffle=True)
+        data = getattr(module, "training_data", None)
+        return (data, tuple(module.validated_splits)) if isinstance(data, TrainingData) else None  # type: ignore[union-attr]
+
+    def train_dataloader(self) -> Any:
+        """What the fitted unlearning method declares as its ``training_data``; the shuffled training split for a
+        plain classifier."""
+        declared = self._fitted_data()
+        return self.training_loader(declared[0]) if declared is not None else self.dataloader("train", shuffle=True)
 
     def val_dataloader(self) -> Any:
-        module = self.trainer.lightning_module if self.trainer is not None else None
-        hook = getattr(module, "unlearning_val_dataloader", None)
-        return hook(self) if callable(hook) else self.dataloader(self.val_split)  # type: ignore[arg-type]
+        """One loader per split the fitted unlearning method validates (its ``validated_splits``); the split
+        :attr:`val_split` for a plain classifier."""
+        declared = self._fitted_data()
+        if declared is None:
+            return self.dataloader(self.val_split)  # type: ignore[arg-type]
+        return [self.dataloader(s) for s in declared[1]]  # type: ignore[arg-type]
 
     def test_dataloader(self) -> DataLoader:
         return self.dataloader("test")

@@ -14,13 +14,23 @@ from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, get_args
 import torch
 from lightning.pytorch import Callback, LightningModule
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
+from torch.utils.data import DataLoader
 
 from lightning_unlearn.atomic import save_atomic
-from lightning_unlearn.data.datamodule import SPLITS
+from lightning_unlearn.checkpoints import (
+    _architecture_in,
+    _build_from_checkpoint,
+    architecture_of,
+    load_model_weights,
+    unlearned_checkpoint,
+)
+from lightning_unlearn.data.datamodule import SPLITS, TrainingData
 from lightning_unlearn.data.resumable import random_state, set_random_state
 from lightning_unlearn.metrics.accuracy import SplitAccuracy
 from lightning_unlearn.models.anatomy import Anatomy
+from lightning_unlearn.outputs import SplitOutputs, predict
 from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
 from lightning_unlearn.models.classifier import Classifier, OptimizerName, build_optimizer, split_batch
 from lightning_unlearn.serialization import load_trusted, plain, tuples_as_lists
@@ -37,100 +47,6 @@ _FROM_STATE_DICT: ContextVar[bool] = ContextVar("lightning_unlearn_from_state_di
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when an unlearning loss becomes NaN or infinite (e.g. runaway gradient ascent)."""
-
-
-def load_model_weights(model: nn.Module, checkpoint: str | os.PathLike, argument: str = "checkpoint") -> None:
-    """Load weights into ``model`` from a Lightning checkpoint, a saved unlearned model or a state dict.
-
-    The file is read with :func:`~lightning_unlearn.serialization.load_trusted`: nothing in it is executed.
-    ``argument`` is the name the errors give the file (e.g. ``--unlearned`` for the CLI).
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-        IsADirectoryError: if ``checkpoint`` is a directory.
-        ValueError: if the file is not a trusted PyTorch checkpoint or belongs to another architecture.
-    """
-    _apply_weights(model, load_trusted(checkpoint, argument), Path(checkpoint), argument)
-
-
-def _apply_weights(model: nn.Module, payload: Any, path: Path, argument: str) -> None:
-    """Copy the state dict held by ``payload`` (loaded from ``path``) into ``model``."""
-    state = payload.get("state_dict", payload) if isinstance(payload, dict) else payload
-    if not isinstance(state, dict):
-        raise ValueError(f"`{argument}` {str(path)!r} holds a {type(state).__name__}, expected a state dict.")
-    own = model.state_dict()
-    for prefix in ("", "model.", "model.model."):
-        candidate = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
-        if candidate.keys() == own.keys():
-            mismatched = [k for k in own if own[k].shape != candidate[k].shape]
-            if mismatched:
-                raise ValueError(
-                    f"`{argument}` {str(path)!r} is of another architecture: shapes differ for {mismatched[:5]}"
-                    f" (e.g. {tuple(candidate[mismatched[0]].shape)} vs {tuple(own[mismatched[0]].shape)})."
-                )
-            model.load_state_dict(candidate)
-            return
-    missing = sorted(set(own) - {k.split("model.", 1)[-1] for k in state})[:5]
-    raise ValueError(
-        f"`{argument}` {str(path)!r} is of another architecture than {type(model).__name__}: its parameter"
-        f" names do not match (e.g. missing {missing})."
-    )
-
-
-_ARCHITECTURE_KEYS = ("model", "num_classes", "input_shape")
-
-
-def architecture_of(model: nn.Module) -> dict[str, Any] | None:
-    """The reference-network description of a :class:`Classifier` built by name, else ``None``."""
-    return _architecture_in(getattr(model, "hparams", None))
-
-
-def _architecture_in(record: Any) -> dict[str, Any] | None:
-    """``{"model", "num_classes", "input_shape"}`` from hyper-parameters that describe a network built by name."""
-    if not isinstance(record, dict) or not isinstance(record.get("model"), str):
-        return None
-    if not all(k in record for k in _ARCHITECTURE_KEYS):
-        return None
-    return {"model": record["model"], "num_classes": int(record["num_classes"]),
-            "input_shape": list(record["input_shape"])}
-
-
-def model_from_checkpoint(checkpoint: str | os.PathLike, argument: str = "checkpoint") -> nn.Module:
-    """Build the network a checkpoint records and load its weights (see :func:`_build_from_checkpoint`)."""
-    return _build_from_checkpoint(checkpoint, argument)[0]
-
-
-def _build_from_checkpoint(
-    checkpoint: str | os.PathLike, argument: str = "checkpoint"
-) -> tuple[nn.Module, dict[str, Any]]:
-    """Build the network a checkpoint records and load its weights.
-
-    Works for checkpoints of a :class:`~lightning_unlearn.models.Classifier` built by name
-    (e.g. written by ``lightning-unlearn fit``) and for models saved by
-    :meth:`UnlearningMethod.save_unlearned` from such a classifier.
-
-    The file is read once, with :func:`~lightning_unlearn.serialization.load_trusted`.
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-        IsADirectoryError: if ``checkpoint`` is a directory.
-        ValueError: if the file is not a trusted PyTorch checkpoint or does not record its architecture.
-    """
-    from lightning_unlearn.models.networks import build_model
-
-    path = Path(checkpoint)
-    payload = load_trusted(path, argument)
-    arch = None
-    if isinstance(payload, dict):
-        arch = _architecture_in(payload.get("architecture")) or _architecture_in(payload.get("hyper_parameters"))
-    if arch is None:
-        raise ValueError(
-            f"`{argument}` {str(path)!r} does not record its architecture (it is not a checkpoint of a Classifier"
-            " built by name). Pass the network as `model` (CLI: `--method.model lightning_unlearn.models.LeNet5`)."
-        )
-    model = build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]))  # type: ignore[arg-type]
-    _apply_weights(model, payload, path, argument)
-    return model, arch
 
 
 def check_model_inputs(model: nn.Module, input_shape: Any, num_classes: int | None, what: str = "The model") -> None:
@@ -196,6 +112,16 @@ def _check_integer(name: str, value: Any, low: int, allow_none: bool = False) ->
         raise ValueError(f"`{name}` must be {'None or ' if allow_none else ''}an integer >= {low}, got {value!r}.")
 
 
+_DATA_MODULE_API = ("dataloader", "split_dataset", "has_split")
+"""What a data module offers for a method to read its splits (an :class:`UnlearningDataModule` does)."""
+
+
+def _serving_datamodule(trainer: Any) -> Any:
+    """The Trainer's data module when it serves splits (see :data:`_DATA_MODULE_API`), else ``None``."""
+    dm = getattr(trainer, "datamodule", None) if trainer is not None else None
+    return dm if dm is not None and all(callable(getattr(dm, name, None)) for name in _DATA_MODULE_API) else None
+
+
 class UnlearningMethod(LightningModule):
     """Base class of the unlearning methods.
 
@@ -203,11 +129,14 @@ class UnlearningMethod(LightningModule):
     deep-copied: the user's object and checkpoint are never modified; the copy, available
     as :attr:`unlearned_model`, is what the method changes. Fit it with a Trainer and an
     :class:`~lightning_unlearn.data.UnlearningDataModule`: the data module then serves the
-    split(s) the method asks for through :meth:`unlearning_dataloader`.
+    training data the method declares as :attr:`training_data` and the splits it validates
+    (:attr:`validated_splits`). The method reads whatever else it needs (e.g. the whole forget
+    set, to compute targets) from :attr:`datamodule`; data flows one way, from the data module
+    to the method.
 
     Subclasses implement :meth:`unlearning_step` (the loss of one batch) and may override
     :meth:`prepare_unlearning` (work done once before the first step, inside the timed
-    region, e.g. caching soft targets), :meth:`unlearning_dataloader` and
+    region, e.g. caching soft targets), :attr:`training_data` and
     :meth:`trainable_parameters`.
 
     Args:
@@ -332,7 +261,6 @@ class UnlearningMethod(LightningModule):
         """What the method did differently for this model (added to the outcome's ``notes``)."""
         self.outcome: UnlearningOutcome | None = None
         self._t_start: float | None = None
-        self._active_val_splits: list[str] = []
 
     def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
         """Lightning's, with tuples stored as lists: a logged ``hparams.yaml`` is plain YAML (no ``!!python/tuple``)."""
@@ -363,15 +291,50 @@ class UnlearningMethod(LightningModule):
         return build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
 
     # ------------------------------------------------------------------- data
-    def unlearning_dataloader(self, datamodule: UnlearningDataModule) -> Any:
-        """The training data of the method (called by the data module's ``train_dataloader``)."""
-        self.check_data(datamodule)
-        split = "retain" if self.data_need == "retain" else "forget"
-        return datamodule.dataloader(split, shuffle=True)
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for old in ("unlearning_dataloader", "unlearning_val_dataloader"):
+            if callable(getattr(cls, old, None)):  # an override the data module would silently ignore
+                raise TypeError(
+                    f"{cls.__name__}.{old} is no longer called: declare the training data as the `training_data`"
+                    " property (a lightning_unlearn.data.TrainingData) and read other splits from `self.datamodule`."
+                )
 
-    def unlearning_val_dataloader(self, datamodule: UnlearningDataModule) -> list[Any]:
-        self._active_val_splits = [s for s in self.val_splits if datamodule.has_split(s)]
-        return [datamodule.dataloader(s) for s in self._active_val_splits]  # type: ignore[arg-type]
+    @property
+    def datamodule(self) -> UnlearningDataModule:
+        """The Trainer's :class:`~lightning_unlearn.data.UnlearningDataModule`: where the method reads its splits.
+
+        Raises:
+            MisconfigurationException: when the method is not fitted with one (no Trainer, no data module,
+                or a data module that serves no splits).
+        """
+        dm = _serving_datamodule(self._trainer)
+        if dm is None:
+            trainer_dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+            what = ("it is not attached to a Trainer" if self._trainer is None else "the Trainer has no data module"
+                    if trainer_dm is None else f"the Trainer's {type(trainer_dm).__name__} serves no splits")
+            raise MisconfigurationException(
+                f"{type(self).__name__} reads its data from the Trainer's UnlearningDataModule, but {what}: fit it with"
+                " `trainer.fit(method, datamodule=UnlearningDataModule(...))`."
+            )
+        return dm
+
+    @property
+    def training_data(self) -> TrainingData:
+        """What the method trains on, served by the data module's ``train_dataloader`` (see
+        :class:`~lightning_unlearn.data.TrainingData`). Default: D_r for a method that needs only the
+        retain set, else D_f, shuffled."""
+        return TrainingData(("retain",) if self.data_need == "retain" else ("forget",))
+
+    def split_outputs(self, split: str, with_embeddings: bool = False) -> SplitOutputs:
+        """One no-grad eval-mode pass of the current model over the whole ``split`` of :attr:`datamodule`.
+
+        Every process passes the whole split, so the outputs do not depend on the number of processes.
+        Logits, labels, dataset indices (and the head's input embeddings) on the CPU, in split order.
+        """
+        dm = self.datamodule
+        loader = DataLoader(dm.split_dataset(split), batch_size=dm.eval_batch_size)  # type: ignore[arg-type]
+        return predict(self.model, loader, with_embeddings, head=self.anatomy.head_name if with_embeddings else None)
 
     def check_data(self, datamodule: UnlearningDataModule) -> None:
         """Raise a clear error when the data module cannot serve what this method needs."""
@@ -444,11 +407,14 @@ class UnlearningMethod(LightningModule):
 
     @property
     def validated_splits(self) -> tuple[str, ...]:
-        """The splits the current validation run scores, each logged once as ``val/<split>_acc``."""
-        return tuple(self._active_val_splits) or self.val_splits
+        """The splits validation scores, each logged once as ``val/<split>_acc``: those of :attr:`val_splits` the
+        data module holds (all of them when the Trainer validates on its own loaders); the data module serves
+        one loader per split, in this order."""
+        dm = _serving_datamodule(self._trainer)
+        return self.val_splits if dm is None else tuple(s for s in self.val_splits if dm.has_split(s))
 
     def validation_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> None:
-        split = self._active_val_splits[dataloader_idx] if self._active_val_splits else self.val_splits[dataloader_idx]
+        split = self.validated_splits[dataloader_idx]
         metric = self.val_accuracy[split]
         self._update_accuracy(metric, batch)
         self.log(f"val/{split}_acc", metric, on_step=False, on_epoch=True, add_dataloader_idx=False)
@@ -505,12 +471,11 @@ class UnlearningMethod(LightningModule):
     def setup(self, stage: str) -> None:
         if stage == "fit":  # the wall time of the request: every check and pass, from here to on_fit_end
             self._t_start = time.perf_counter()
-        self._check_inputs()
-
-    def _check_inputs(self) -> None:
-        dm = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
-        if dm is not None:
+        dm = _serving_datamodule(self._trainer)
+        if dm is not None:  # (a Trainer given bare dataloaders has none to check against)
             self.check_inputs(dm)
+            if stage == "fit":
+                self.check_data(dm)
 
     def check_inputs(self, datamodule: Any, what: str = "The model") -> None:
         """Before any work: the model takes the data module's inputs and gives at least one logit per class.
@@ -585,8 +550,6 @@ class UnlearningMethod(LightningModule):
         Returns:
             The model file's path.
         """
-        from lightning_unlearn.checkpoints import unlearned_checkpoint
-
         saved = save_atomic(
             unlearned_checkpoint(self.model, self.architecture, method=self.method_name, runtime_s=self.runtime_s,
                                  method_hparams=dict(self.hparams)),

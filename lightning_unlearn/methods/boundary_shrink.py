@@ -101,7 +101,7 @@ class BoundaryShrink(UnlearningMethod):
         if self.neighbour_table is not None:  # restored from a checkpoint
             self.neighbour_table = self.neighbour_table.to(self.device)
             return
-        dm = self.trainer.datamodule
+        dm = self.datamodule
         table = torch.full((int(dm.forget_indices.max()) + 1,), -1, dtype=torch.long, device=self.device)
         with eval_mode(self.model):
             for x, y, index in dm.dataloader("forget"):

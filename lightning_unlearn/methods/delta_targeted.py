@@ -93,8 +93,7 @@ class DeltaTargeted(SoftTargetMethod):
         self.stopped_by_loss = False
 
     def compute_targets(self) -> None:
-        dm = self.forget_datamodule()
-        out = self.model_outputs(dm.split_dataset("forget"), dm.eval_batch_size)
+        out = self.split_outputs("forget")
         labels = delta_targeted_labels(out.logits, out.labels, out.indices, self.delta, self.hparams.seed)
         self.set_targets(out.indices, labels)
 

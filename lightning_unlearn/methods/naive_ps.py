@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import math
 import os
-import time
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
@@ -18,13 +16,9 @@ from lightning_unlearn.callbacks.prototype_recorder import (
     gram_pass,
     head_matrix,
 )
-from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.one_shot import OneShotHeadMethod
 from lightning_unlearn.methods.registry import register_method
-from lightning_unlearn.models.classifier import build_optimizer
 from lightning_unlearn.passes import gather_rows
-
-if TYPE_CHECKING:
-    from lightning_unlearn.data.datamodule import UnlearningDataModule
 
 
 def naive_ps_update(weight: Tensor, weight0: Tensor, gram: Tensor, forget_gram: Tensor, ridge: float = 1e-6) -> Tensor:
@@ -90,64 +84,8 @@ def resolve_recording(recording: Any) -> PrototypeRecording | None:
     )
 
 
-class _OneShot(UnlearningMethod):
-    """Shared mechanics of methods that do all their work in one call (no Trainer steps).
-
-    ``prepare_unlearning`` serves the request with :meth:`surgery` inside the timed region,
-    then stops the Trainer before its first epoch; ``training_step`` never changes a weight
-    even if the Trainer is forced to run epochs (``min_epochs``).
-    """
-
-    iterative = False
-    trains_in_epochs = False
-
-    @property
-    def _fit_trainer(self) -> Any:
-        """The Trainer while this method is being fitted, else ``None`` (direct calls)."""
-        return self._trainer if self._t_start is not None else None
-
-    def surgery(self, forget_loader: DataLoader) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def prepare_unlearning(self) -> None:
-        datamodule = self.trainer.datamodule
-        if datamodule is None or not callable(getattr(datamodule, "dataloader", None)):
-            raise MisconfigurationException(
-                f"{type(self).__name__} reads the forget set from the Trainer's UnlearningDataModule:"
-                " call trainer.fit(method, datamodule=dm), or call method.surgery(forget_loader) directly."
-            )
-        self.check_data(datamodule)
-        self.surgery(datamodule.dataloader("forget", batch_size=self.hparams.batch_size))
-        self.trainer.should_stop = True
-
-    def training_step(self, batch: Any, batch_idx: int) -> None:
-        return None
-
-    def configure_optimizers(self) -> Any:
-        # Only so that Lightning has an optimiser to set up: training_step never steps it.
-        hp = self.hparams
-        return build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
-
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return self.anatomy.head_parameters()
-
-    def unlearning_dataloader(self, datamodule: UnlearningDataModule) -> Any:
-        self.check_data(datamodule)
-        return datamodule.dataloader("forget", batch_size=self.hparams.batch_size)
-
-    def _timed(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn`` and add its duration to ``runtime_s`` when called outside a Trainer."""
-        if self._fit_trainer is not None:
-            return fn(*args)
-        start = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self.runtime_s += time.perf_counter() - start
-
-
 @register_method("NaivePS")
-class NaivePS(_OneShot):
+class NaivePS(OneShotHeadMethod):
     """Naive Prototype Surgery: remove the forget samples' contribution to the head in closed form.
 
     The paper writes the trained head as ``W = W0 − Ω X`` (X: N×E training embeddings),

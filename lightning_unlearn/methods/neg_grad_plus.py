@@ -6,8 +6,8 @@ from typing import Any
 
 from torch import nn
 
+from lightning_unlearn.methods.mixed_gradient import MixedGradientMethod
 from lightning_unlearn.methods.registry import register_method
-from lightning_unlearn.methods.ugradsl import MixedGradientMethod
 from lightning_unlearn.models.classifier import OptimizerName
 
 

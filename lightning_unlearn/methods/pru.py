@@ -152,8 +152,7 @@ class PRU(SoftTargetMethod):
         return [backbone, head]
 
     def compute_targets(self) -> None:
-        dm = self.forget_datamodule()
-        out = self.model_outputs(dm.split_dataset("forget"), dm.eval_batch_size)
+        out = self.split_outputs("forget")
         self.set_targets(out.indices, redistribute_probabilities(out.logits, out.labels))
 
     # ---------------------------------------------------------------- phase 1
@@ -198,10 +197,11 @@ class PRU(SoftTargetMethod):
         product, recorded in the outcome's notes.
         """
         t0 = time.perf_counter()
-        dataset = self.forget_datamodule().split_dataset("forget")
+        dm = self.datamodule
+        dataset = dm.split_dataset("forget")
         order = index_uniform(torch.as_tensor(dataset.indices), self.hparams.seed, stream=self.current_epoch).argsort()
         optimizer = self.optimizers()[1].optimizer  # type: ignore[index]
-        size = self.trainer.datamodule.batch_size
+        size = dm.batch_size
         through_model = self.anatomy.head_is_output is False
         head_params = self.anatomy.head_parameters()
         backbone = [p for p in self.anatomy.backbone_parameters() if p.requires_grad]

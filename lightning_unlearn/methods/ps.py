@@ -17,7 +17,7 @@ from lightning_unlearn.models.anatomy import set_requires_grad
 from lightning_unlearn.models.classifier import split_batch
 from lightning_unlearn.passes import embedding_pass, eval_mode, gather_rows
 from lightning_unlearn.methods.base import _check_integer
-from lightning_unlearn.methods.naive_ps import _OneShot
+from lightning_unlearn.methods.one_shot import OneShotHeadMethod
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.models.classifier import build_optimizer
 from lightning_unlearn.request import BACKOFF_FACTOR, BACKOFFS, GUARD_PATIENCE, ServeRequest
@@ -74,7 +74,7 @@ def _single_thread(device: torch.device) -> Iterator[None]:
 
 
 @register_method("PS")
-class PS(_OneShot):
+class PS(OneShotHeadMethod):
     """Prototype Surgery: fine-tune only the head on the forget set relabelled with soft labels.
 
     For each forget sample the original model's logits give a soft label over the two most

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
-from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lightning_unlearn.data.datamodule import TrainingData
 from lightning_unlearn.data.seeding import index_random_other_label
 from lightning_unlearn.methods.base import UnlearningMethod, _check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.passes import eval_mode
-from lightning_unlearn.methods.ugradsl import mixed_dataloader
 from lightning_unlearn.models.classifier import OptimizerName, build_optimizer
-
-if TYPE_CHECKING:
-    from lightning_unlearn.data.datamodule import UnlearningDataModule
 
 SALUN_STREAM = 0x5A1
 
@@ -103,16 +99,17 @@ class SalUn(UnlearningMethod):
         self.frozen_values: list[Tensor] | None = None  # the parameters at the start (non-salient part is kept)
 
     # ----------------------------------------------------------------- saliency
-    def unlearning_dataloader(self, datamodule: UnlearningDataModule) -> CombinedLoader:
-        self.check_data(datamodule)
-        return mixed_dataloader(datamodule, "forget")
+    @property
+    def training_data(self) -> TrainingData:
+        """One epoch is one pass over D_f, each forget batch paired with a retain batch of the same size."""
+        return TrainingData(("forget", "retain"), epoch="forget")
 
-    def compute_saliency(self, datamodule: UnlearningDataModule) -> list[Tensor]:
-        """``Σ_{D_f} ∇ CE`` of every trainable parameter (one forward/backward pass over D_f)."""
+    def compute_saliency(self) -> list[Tensor]:
+        """``Σ_{D_f} ∇ CE`` of every trainable parameter (one forward/backward pass over the data module's D_f)."""
         params = self.trainable_parameters()
         sums = [torch.zeros_like(p) for p in params]
         with torch.enable_grad(), eval_mode(self.model):  # no BatchNorm statistics are updated by the saliency pass
-            for x, y, _ in datamodule.dataloader("forget"):
+            for x, y, _ in self.datamodule.dataloader("forget"):
                 loss = F.cross_entropy(self(x.to(self.device)), y.to(self.device), reduction="sum")
                 for acc, grad in zip(sums, torch.autograd.grad(loss, params)):
                     acc += grad
@@ -121,7 +118,7 @@ class SalUn(UnlearningMethod):
     def prepare_unlearning(self) -> None:
         params = self.trainable_parameters()
         if self.masks is None:
-            masks = saliency_mask(self.compute_saliency(self.trainer.datamodule), self.threshold)
+            masks = saliency_mask(self.compute_saliency(), self.threshold)
             self.masks = self.trainer.strategy.broadcast(masks, src=0)
             self.frozen_values = [p.detach().clone() for p in params]
         self.masks = [m.to(p.device) for m, p in zip(self.masks, params)]

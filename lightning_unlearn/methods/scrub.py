@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from lightning_unlearn.data.datamodule import TrainingData
 from lightning_unlearn.methods.base import UnlearningMethod, _check_integer, _check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.models.classifier import OptimizerName, split_batch
-
-if TYPE_CHECKING:
-    from lightning_unlearn.data.datamodule import UnlearningDataModule
 
 Phase = Literal["max", "min"]
 
@@ -124,10 +121,10 @@ class SCRUB(UnlearningMethod):
         """The phase of the current epoch."""
         return self.schedule[min(self.current_epoch, len(self.schedule) - 1)]
 
-    def unlearning_dataloader(self, datamodule: UnlearningDataModule) -> CombinedLoader:
-        self.check_data(datamodule)
-        loaders = {"forget": datamodule.dataloader("forget", shuffle=True), "retain": datamodule.dataloader("retain", shuffle=True)}
-        return CombinedLoader(loaders, mode="max_size")
+    @property
+    def training_data(self) -> TrainingData:
+        """Both splits, for as long as the longer lasts; an epoch consumes its phase's split only."""
+        return TrainingData(("forget", "retain"))
 
     def on_train_epoch_start(self) -> None:
         self.phase_log.append((self.phase, 0))

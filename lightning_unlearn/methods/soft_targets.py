@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
@@ -180,18 +179,9 @@ class SoftTargetMethod(UnlearningMethod):
         self._targets_restored = False
 
     # ----------------------------------------------------------------- helpers
-    def forget_datamodule(self) -> Any:
-        """The Trainer's data module (these methods read D_f from it to compute targets)."""
-        dm = getattr(self.trainer, "datamodule", None)
-        if dm is None or not hasattr(dm, "split_dataset"):
-            raise MisconfigurationException(
-                f"{type(self).__name__} computes its targets over the whole forget set: fit it with"
-                " `datamodule=UnlearningDataModule(...)`, not with bare dataloaders."
-            )
-        return dm
-
     def model_outputs(self, dataset: Dataset, batch_size: int) -> SplitOutputs:
-        """One no-grad eval-mode pass of the CURRENT model over ``dataset`` (every process does the whole set)."""
+        """One no-grad eval-mode pass of the CURRENT model over ``dataset`` (every process does the whole set);
+        :meth:`split_outputs` passes a whole split of the data module."""
         return predict(self.model, DataLoader(dataset, batch_size=batch_size))
 
     def set_targets(self, keys: Tensor, values: Tensor) -> None:

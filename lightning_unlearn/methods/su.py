@@ -86,8 +86,7 @@ class SU(SoftTargetMethod):
         self.epsilon = epsilon
 
     def compute_targets(self) -> None:
-        dm = self.forget_datamodule()
-        out = self.model_outputs(dm.split_dataset("forget"), dm.eval_batch_size)
+        out = self.split_outputs("forget")
         self.set_targets(out.indices, spa_targets(out.logits, out.labels, self.epsilon))
 
     def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:

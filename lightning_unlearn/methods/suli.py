@@ -8,10 +8,9 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import Sampler, Subset
+from torch.utils.data import Dataset, Sampler, Subset
 
-from lightning_unlearn.data.datamodule import shard_for_processes
-from lightning_unlearn.data.resumable import ResumableDataLoader
+from lightning_unlearn.data.datamodule import TrainingData
 from lightning_unlearn.data.seeding import index_uniform
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import predictive_entropy, spa_targets
@@ -90,8 +89,8 @@ class SULI(SU):
     ``KL(P' ‖ P_current)`` where the SPA targets ``P'`` are computed ONCE per layer from the
     CURRENT model at the start of that layer (line 9), over the whole layer, no grad.
 
-    How a layer becomes the training data: :meth:`unlearning_dataloader` returns a loader
-    over D_f with a :class:`LayerSampler` that yields the current layer's samples (the layer
+    How a layer becomes the training data: :attr:`training_data` declares D_f in the order
+    of a :class:`LayerSampler` that yields the current layer's samples (the layer
     is a function of the epoch, passed in by Lightning's ``set_epoch``), so a plain Trainer
     works without ``reload_dataloaders_every_n_epochs`` and Lightning's DDP sampler
     injection shards the layer across processes. Every process computes the targets of the
@@ -182,18 +181,17 @@ class SULI(SU):
     def _epochs_per_layer(self, t: int) -> int:
         return self.epochs_per_layer if self.epochs_per_layer is not None else max(1, self.hparams.max_epochs // t)
 
-    def unlearning_dataloader(self, datamodule: Any) -> ResumableDataLoader:
-        self.check_data(datamodule)
-        dataset = datamodule.split_dataset("forget")
-        n = len(dataset)
-        sampler = LayerSampler(self, math.ceil(n / self.num_layers(n)), self.hparams.seed)
-        return ResumableDataLoader(dataset, batch_size=datamodule.batch_size, sampler=shard_for_processes(sampler),
-                                   num_workers=datamodule.num_workers, persistent_workers=datamodule.num_workers > 0)
+    @property
+    def training_data(self) -> TrainingData:
+        """D_f in the order of :class:`LayerSampler`: the current epoch's layer, shuffled."""
+        return TrainingData(("forget",), sampler=self._layer_sampler)
+
+    def _layer_sampler(self, forget: Dataset) -> LayerSampler:
+        n = len(forget)  # type: ignore[arg-type]
+        return LayerSampler(self, math.ceil(n / self.num_layers(n)), self.hparams.seed)
 
     def compute_targets(self) -> None:
-        dm = self.forget_datamodule()
-        dataset = dm.split_dataset("forget")
-        out = self.model_outputs(dataset, dm.eval_batch_size)  # the original model: entropy AND layer-0 targets
+        out = self.split_outputs("forget")  # the original model: entropy AND layer-0 targets
         t = self.num_layers(len(out.labels))
         order = predictive_entropy(out.logits).sort(descending=True, stable=True).indices
         positions = list(torch.tensor_split(order, t))
@@ -213,7 +211,7 @@ class SULI(SU):
     def _targets_for_current_layer(self) -> None:
         layer = self.schedule.layer_of(self.current_epoch)  # type: ignore[union-attr]
         if layer != self._targets_layer:  # start of a new layer: SPA targets from the CURRENT model
-            dm = self.forget_datamodule()
+            dm = self.datamodule
             subset = Subset(dm.split_dataset("forget"), self.schedule.positions[layer].tolist())  # type: ignore[union-attr]
             out = self.model_outputs(subset, dm.eval_batch_size)
             self.set_targets(out.indices, spa_targets(out.logits, out.labels, self.epsilon))

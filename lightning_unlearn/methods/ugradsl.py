@@ -2,80 +2,15 @@
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import Any
 
-import torch
-from lightning.pytorch.utilities.combined_loader import CombinedLoader
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import nn
 
-from lightning_unlearn.methods.base import UnlearningMethod
-from lightning_unlearn.methods.label_smoothing import adaptive_smoothing_rate, gls_cross_entropy
+from lightning_unlearn.methods.mixed_gradient import MixedGradientMethod
 from lightning_unlearn.methods.registry import register_method
-from lightning_unlearn.models.classifier import OptimizerName, split_batch
-
-if TYPE_CHECKING:
-    from lightning_unlearn.data.datamodule import UnlearningDataModule
+from lightning_unlearn.models.classifier import OptimizerName
 
 UGRADSL_PAPER = "Label Smoothing Improves Machine Unlearning (UGradSL; Di et al., arXiv:2406.07698, 2024)."
-
-
-def mixed_dataloader(datamodule: UnlearningDataModule, primary: Literal["forget", "retain"]) -> CombinedLoader:
-    """Forget and retain batches of equal size, paired step by step; one epoch = one pass over ``primary``.
-
-    The other split is cycled when it is shorter and truncated (a random subset of its
-    shuffled batches) when it is longer. Both loaders stay plain DataLoaders inside
-    Lightning's :class:`CombinedLoader`, so the Trainer injects DistributedSamplers into both.
-    Every batch is ``{"forget": (x, y, index), "retain": (x, y, index)}``.
-    """
-    forget = datamodule.dataloader("forget", shuffle=True)
-    retain = datamodule.dataloader("retain", shuffle=True)
-    n_primary, n_other = (len(forget), len(retain)) if primary == "forget" else (len(retain), len(forget))
-    mode = "max_size_cycle" if n_primary >= n_other else "min_size"
-    return CombinedLoader({"forget": forget, "retain": retain}, mode=mode)
-
-
-def _check_unit(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"`{name}` must be in [0, 1], got {value!r}.")
-
-
-class MixedGradientMethod(UnlearningMethod):
-    """Shared step of the methods that descend on D_r and ascend on D_f in ONE backward pass.
-
-    Loss ``p·mean CE(B_r) − (1 − p)·mean CE_GLS(B_f, α)``: the retain and forget batches are
-    concatenated, the model runs one forward pass, and the logits (and embeddings, for the
-    self-adaptive α) are split. ``alpha=None`` selects the self-adaptive rate.
-    """
-
-    data_need = "both"
-    primary: ClassVar[Literal["forget", "retain"]] = "forget"
-
-    def _set_mixing(self, p: float, alpha: float | None, beta: float) -> None:
-        _check_unit("p", p)
-        _check_unit("beta", beta)
-        if alpha is not None and (not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha > 1):
-            raise ValueError(f"`alpha` must be None (self-adaptive) or a finite smoothing rate <= 1, got {alpha!r}.")
-        self.p, self.alpha, self.beta = float(p), alpha, float(beta)
-
-    def unlearning_dataloader(self, datamodule: UnlearningDataModule) -> CombinedLoader:
-        self.check_data(datamodule)
-        return mixed_dataloader(datamodule, self.primary)
-
-    def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:
-        x_r, y_r = split_batch(batch["retain"])
-        x_f, y_f = split_batch(batch["forget"])
-        n_r = x_r.shape[0]
-        if self.alpha is None:
-            logits, embeddings = self.forward_with_embeddings(torch.cat([x_r, x_f]))
-            alpha: float | Tensor = adaptive_smoothing_rate(embeddings[:n_r], embeddings[n_r:], self.beta)
-        else:
-            logits, alpha = self(torch.cat([x_r, x_f])), self.alpha
-        retain_loss = F.cross_entropy(logits[:n_r], y_r)
-        forget_loss = gls_cross_entropy(logits[n_r:], y_f, alpha)
-        self.log_dict({"train/retain_loss": retain_loss.detach(), "train/forget_loss": forget_loss.detach()})
-        return self.p * retain_loss - (1.0 - self.p) * forget_loss
 
 
 @register_method("UGradSL")

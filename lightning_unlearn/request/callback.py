@@ -112,13 +112,14 @@ class ServeRequest(RequestRule, Callback):
 
     # ---------------------------------------------------------------- set-up
     def _datamodule(self, trainer: Trainer, pl_module: LightningModule) -> UnlearningDataModule:
-        dm = getattr(trainer, "datamodule", None)
-        if dm is None or not callable(getattr(dm, "split_dataset", None)):
+        """The method's data module (its one accessor, :attr:`UnlearningMethod.datamodule`), which holds the request."""
+        try:
+            return pl_module.datamodule  # type: ignore[attr-defined,return-value]
+        except MisconfigurationException as err:
             raise MisconfigurationException(
-                f"{type(pl_module).__name__} serves the request held by an UnlearningDataModule: call"
-                " trainer.fit(method, datamodule=dm), or build the method with `target=None, guard=None`."
-            )
-        return dm
+                f"{str(err).rstrip('.')}, or build the method with `target=None, guard=None` (the request's target and"
+                " guard are measured on the data module's splits)."
+            ) from None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":

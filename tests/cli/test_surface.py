@@ -67,8 +67,8 @@ def test_method_choices_are_the_registered_methods_and_any_class_path_still_pars
               "--model.out_features", "2", "--print_config"])
     assert "class_path: torch.nn.Linear" in capsys.readouterr().out
     with pytest.raises(SystemExit):
-        main(["unlearn", "--method", "lightning_unlearn.methods.ugradsl.MixedGradientMethod", "--print_config"])
-    assert "class_path: lightning_unlearn.methods.ugradsl.MixedGradientMethod" in capsys.readouterr().out
+        main(["unlearn", "--method", "lightning_unlearn.methods.mixed_gradient.MixedGradientMethod", "--print_config"])
+    assert "class_path: lightning_unlearn.methods.mixed_gradient.MixedGradientMethod" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

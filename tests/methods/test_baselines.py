@@ -141,6 +141,6 @@ def test_retain_methods_refuse_an_empty_retain_set(mnist_dm):
     try:
         for cls in (NegGradPlus, SCRUB, SalUn):
             with pytest.raises(ValueError, match=rf"{cls.__name__} needs a non-empty retain set.*Retain-free methods: BoundaryExpanding, BoundaryShrink"):
-                cls(LeNet5()).unlearning_dataloader(dm)
+                cls(LeNet5()).check_data(dm)
     finally:
         dm.indices["retain"] = saved

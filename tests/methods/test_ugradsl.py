@@ -66,7 +66,7 @@ def test_empty_retain_set_names_the_retain_free_methods(mnist_dm):
     try:
         for cls in (UGradSL, UGradSLPlus):
             with pytest.raises(ValueError, match=r"needs a non-empty retain set.*Retain-free methods: .*BoundaryShrink.*RandomLabel"):
-                cls(LeNet5()).unlearning_dataloader(dm)
+                cls(LeNet5()).check_data(dm)
     finally:
         dm.indices["retain"] = saved
 
