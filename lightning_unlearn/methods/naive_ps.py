@@ -20,7 +20,6 @@ from lightning_unlearn.callbacks.prototype_recorder import (
 )
 from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.methods.registry import register_method
-from lightning_unlearn.models.classifier import build_optimizer
 from lightning_unlearn.passes import gather_rows
 
 if TYPE_CHECKING:
@@ -125,8 +124,7 @@ class _OneShot(UnlearningMethod):
 
     def configure_optimizers(self) -> Any:
         # Only so that Lightning has an optimiser to set up: training_step never steps it.
-        hp = self.hparams
-        return build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+        return self.make_optimizer(self.trainable_parameters())
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return self.anatomy.head_parameters()

@@ -6,6 +6,7 @@ import math
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from lightning.pytorch.utilities.combined_loader import CombinedLoader
 from torch import Tensor, nn
 from torch.nn import functional as F
@@ -127,7 +128,7 @@ class UGradSL(MixedGradientMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 3e-4,
         max_epochs: int = 2,
         p: float = 0.8,
@@ -179,7 +180,7 @@ class UGradSLPlus(MixedGradientMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
         max_epochs: int = 1,
