@@ -9,10 +9,11 @@ import os
 import time
 from contextvars import ContextVar
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal, get_args
+from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_info
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
@@ -32,7 +33,9 @@ from lightning_unlearn.metrics.accuracy import SplitAccuracy
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.outputs import SplitOutputs, predict
 from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
-from lightning_unlearn.models.classifier import Classifier, OptimizerName, build_optimizer, split_batch
+from lightning_unlearn.models.classifier import Classifier, split_batch
+from lightning_unlearn.optim import (OPTIMIZATION_ARGUMENTS, OptimizerName, add_records, build_optimizer,
+                                     check_optimizer, check_scheduler, optimization)
 from lightning_unlearn.serialization import load_trusted, plain, tuples_as_lists
 
 if TYPE_CHECKING:
@@ -144,10 +147,18 @@ class UnlearningMethod(LightningModule):
         checkpoint: optional weights for ``model`` (Lightning checkpoint or state dict).
         num_classes: size of the label space (default: the head's ``out_features``).
         head: dotted path of the final linear layer (default: found automatically).
-        optimizer: ``adam``, ``adamw`` or ``sgd``.
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (with ``lr``, ``weight_decay``, ``momentum``), or a
+            callable that takes the parameters and returns any ``torch.optim`` optimiser, e.g.
+            ``functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9)`` (YAML and CLI: ``class_path``
+            and ``init_args``); its own arguments then rule, and ``lr``, ``weight_decay`` and
+            ``momentum`` are not used. A method with several optimisers applies it to each.
         lr: learning rate.
         weight_decay: weight decay.
         momentum: SGD momentum.
+        lr_scheduler: a callable that takes an optimiser and returns a learning-rate schedule, e.g.
+            ``functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)``: one per
+            optimiser, stepped once per epoch (a ReduceLROnPlateau watches ``train/loss``). The
+            request's learning-rate changes (back-off, speed-up) scale the schedule with the rates.
         max_epochs: passes over the method's training data; with a target, the step budget is at least
             this many passes (see ``max_steps``); without one (``target=None``), the epoch budget.
         val_splits: splits whose accuracy is logged as ``val/<split>_acc`` when the Trainer validates.
@@ -191,10 +202,11 @@ class UnlearningMethod(LightningModule):
         checkpoint: str | None = None,
         num_classes: int | None = None,
         head: str | None = None,
-        optimizer: OptimizerName = "adam",
+        optimizer: OptimizerName | OptimizerCallable = "adam",
         lr: float = 1e-4,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
+        lr_scheduler: LRSchedulerCallable | None = None,
         max_epochs: int = 5,
         val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
@@ -222,8 +234,9 @@ class UnlearningMethod(LightningModule):
         if type(self).unlearning_step is UnlearningMethod.unlearning_step and type(self).training_step is UnlearningMethod.training_step:
             raise TypeError(f"{type(self).__name__} does not implement unlearning_step(): use a registered method (e.g."
                             " FineTune, see available_methods()) or a subclass that implements it.")
-        if optimizer not in get_args(OptimizerName):
-            raise ValueError(f"`optimizer` must be one of {list(get_args(OptimizerName))}, got {optimizer!r}.")
+        check_optimizer(optimizer)
+        check_scheduler(lr_scheduler)
+        self._optimizer_arguments = {"optimizer": optimizer, "lr_scheduler": lr_scheduler}  # saved as records
         _check_number("lr", lr, "> 0", lambda v: v > 0)
         _check_number("weight_decay", weight_decay, ">= 0", lambda v: v >= 0)
         _check_number("momentum", momentum, "in [0, 1]", lambda v: 0 <= v <= 1)
@@ -263,11 +276,14 @@ class UnlearningMethod(LightningModule):
         self._t_start: float | None = None
 
     def save_hyperparameters(self, *args: Any, ignore: Any = None, frame: Any = None, logger: bool = True) -> None:
-        """Lightning's, with tuples stored as lists: a logged ``hparams.yaml`` is plain YAML (no ``!!python/tuple``)."""
+        """Lightning's, with tuples stored as lists: a logged ``hparams.yaml`` is plain YAML (no ``!!python/tuple``);
+        ``optimizer`` and ``lr_scheduler`` are stored as their records (:func:`lightning_unlearn.optim.record`)."""
         caller = frame or inspect.currentframe().f_back  # type: ignore[union-attr]  (the __init__ that called this)
-        super().save_hyperparameters(*args, ignore=ignore, frame=caller, logger=logger)
-        self._hparams = tuples_as_lists(self._hparams)
-        self._hparams_initial = tuples_as_lists(self._hparams_initial)
+        ignored = [ignore] if isinstance(ignore, str) else list(ignore or [])
+        super().save_hyperparameters(*args, ignore=[*ignored, *OPTIMIZATION_ARGUMENTS], frame=caller, logger=logger)
+        given = {k: v for k, v in getattr(self, "_optimizer_arguments", {}).items() if k not in ignored and not args}
+        self._hparams = tuples_as_lists(add_records(self._hparams, given))
+        self._hparams_initial = tuples_as_lists(add_records(self._hparams_initial, given))
 
     # ------------------------------------------------------------------ model
     @property
@@ -287,8 +303,19 @@ class UnlearningMethod(LightningModule):
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        return build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+        """The ``optimizer`` of :meth:`trainable_parameters`, with its ``lr_scheduler`` when one is given."""
+        return self.optimization([self.make_optimizer(self.trainable_parameters())])
+
+    def make_optimizer(self, params: Any, lr: float | None = None) -> torch.optim.Optimizer:
+        """The method's ``optimizer`` of ``params``: the callable given, or the shortcut with ``lr`` (default:
+        the method's), ``weight_decay`` and ``momentum``."""
+        hp, optimizer = self.hparams, self._optimizer_arguments["optimizer"]  # (hparams hold its record)
+        return build_optimizer(params, optimizer, hp.lr if lr is None else lr, hp.weight_decay, hp.momentum)
+
+    def optimization(self, optimizers: list[torch.optim.Optimizer]) -> Any:
+        """What :meth:`configure_optimizers` returns for ``optimizers``: each with a ``lr_scheduler`` schedule when given."""
+        monitor = "train/loss" if self.automatic_optimization else None  # (manual: the method steps its schedules)
+        return optimization(optimizers, self._optimizer_arguments["lr_scheduler"], monitor)
 
     # ------------------------------------------------------------------- data
     def __init_subclass__(cls, **kwargs: Any) -> None:

@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -55,7 +56,7 @@ class BoundaryExpanding(UnlearningMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 1.5e-4,
         max_epochs: int = 1,
         seed: int = 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -86,7 +87,7 @@ class BoundaryShrink(UnlearningMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 1.5e-4,
         max_epochs: int = 1,
         epsilon: float = 0.3,

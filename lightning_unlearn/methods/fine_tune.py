@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_unlearn.methods.base import UnlearningMethod
@@ -38,7 +39,7 @@ class FineTune(UnlearningMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 0.02,
         weight_decay: float = 5e-4,
         max_epochs: int = 3,

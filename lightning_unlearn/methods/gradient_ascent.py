@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from lightning_unlearn.methods.base import UnlearningMethod
@@ -42,7 +43,7 @@ class GradientAscent(UnlearningMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 1e-4,
         max_epochs: int = 3,
         **kwargs: Any,

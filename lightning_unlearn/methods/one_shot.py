@@ -10,7 +10,6 @@ from torch.utils.data import DataLoader
 
 from lightning_unlearn.data.datamodule import TrainingData
 from lightning_unlearn.methods.base import UnlearningMethod
-from lightning_unlearn.models.classifier import build_optimizer
 
 
 class OneShotHeadMethod(UnlearningMethod):
@@ -43,8 +42,7 @@ class OneShotHeadMethod(UnlearningMethod):
 
     def configure_optimizers(self) -> Any:
         # Only so that Lightning has an optimiser to set up: training_step never steps it.
-        hp = self.hparams
-        return build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+        return self.make_optimizer(self.trainable_parameters())
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return self.anatomy.head_parameters()

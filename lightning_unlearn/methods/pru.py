@@ -15,7 +15,7 @@ from lightning_unlearn.methods.base import _check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import SoftTargetMethod, redistribute_probabilities, soft_kl
 from lightning_unlearn.models.anatomy import set_requires_grad
-from lightning_unlearn.models.classifier import build_optimizer
+from lightning_unlearn.optim import step_schedules
 from lightning_unlearn.outputs import predict
 
 
@@ -75,7 +75,9 @@ class PRU(SoftTargetMethod):
        the whole D_f with identical inputs, so the head stays identical across processes without
        communication and validation (at epoch end) sees the model after both phases.
 
-    Manual optimisation with two optimisers: the backbone's (``lr``) and the head's (``head_lr``).
+    Manual optimisation with two optimisers: the backbone's (``lr``) and the head's (``head_lr``);
+    a callable ``optimizer`` makes both, with its own arguments (``lr`` and ``head_lr`` are then not
+    used), and a ``lr_scheduler`` schedules each, stepped after the classifier phase of every epoch.
     The frozen part is bit-identical after each phase (the other optimiser never steps it).
 
     Paper: *Countering Relearning with Perception Revising Unlearning* (PRU; Zhang et al., ACML 2024, PMLR 260).
@@ -93,7 +95,7 @@ class PRU(SoftTargetMethod):
         checkpoint: optional weights for ``model``.
         num_classes: size of the label space (default: the head's ``out_features``).
         head: dotted path of the final linear layer (default: found automatically).
-        optimizer: optimiser of both phases (``adam``, ``adamw`` or ``sgd``).
+        optimizer: optimiser of both phases (``adam``, ``adamw`` or ``sgd``, or a callable: see above).
         lr: learning rate of the feature extractor E.
         weight_decay: weight decay.
         momentum: SGD momentum.
@@ -145,11 +147,10 @@ class PRU(SoftTargetMethod):
         set_requires_grad(guessed.parameters(), True)
         set_requires_grad(self.anatomy.head_parameters(), False)
 
-    def configure_optimizers(self) -> list[torch.optim.Optimizer]:
-        hp = self.hparams
-        backbone = build_optimizer(self.anatomy.backbone_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
-        head = build_optimizer(self.anatomy.head_parameters(), hp.optimizer, hp.head_lr, hp.weight_decay, hp.momentum)
-        return [backbone, head]
+    def configure_optimizers(self) -> Any:
+        backbone = self.make_optimizer(self.anatomy.backbone_parameters())
+        head = self.make_optimizer(self.anatomy.head_parameters(), lr=self.hparams.head_lr)
+        return self.optimization([backbone, head])
 
     def compute_targets(self) -> None:
         out = self.split_outputs("forget")
@@ -183,6 +184,7 @@ class PRU(SoftTargetMethod):
             self.log(f"train/{name}", value.detach())
         if batch_idx + 1 >= self.trainer.num_training_batches:
             self.classifier_phase()
+            step_schedules(self.trainer)  # manual optimisation: the schedules are the method's to step
         return loss.detach()
 
     # ---------------------------------------------------------------- phase 2

@@ -19,7 +19,7 @@ from lightning_unlearn.passes import embedding_pass, eval_mode, gather_rows
 from lightning_unlearn.methods.base import _check_integer
 from lightning_unlearn.methods.one_shot import OneShotHeadMethod
 from lightning_unlearn.methods.registry import register_method
-from lightning_unlearn.models.classifier import build_optimizer
+from lightning_unlearn.optim import build_scheduler, learning_rates, scale_learning_rates, scale_schedule
 from lightning_unlearn.request import BACKOFF_FACTOR, BACKOFFS, GUARD_PATIENCE, ServeRequest
 
 HeadPart = Literal["both", "weight", "bias"]
@@ -113,8 +113,10 @@ class PS(OneShotHeadMethod):
 
     Args:
         model: the trained classifier.
-        optimizer: optimiser of the head.
+        optimizer: optimiser of the head (a shortcut name with ``lr``, or a callable).
         lr: learning rate of the head.
+        lr_scheduler: schedule of the head's learning rate, stepped after every pass over the forget set
+            (a ReduceLROnPlateau, which needs a monitored value, cannot apply).
         max_epochs: Trainer epochs (the work is done before the first one; default 0).
         epochs: passes of the head training over the cached forget embeddings.
         top_k: number of other classes kept in each soft label (paper: 2).
@@ -242,6 +244,12 @@ class PS(OneShotHeadMethod):
     def _surgery(self, forget_loader: DataLoader) -> None:
         hp = self.hparams
         head = self.anatomy.head
+        optimizer = self.make_optimizer(self.trainable_parameters())
+        schedule = self._optimizer_arguments["lr_scheduler"]
+        scheduler = None if schedule is None else build_scheduler(schedule, optimizer)
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            raise ValueError("`lr_scheduler`: PS steps its schedule after every pass over the forget set, with no monitored"
+                             " value: ReduceLROnPlateau cannot apply; give another schedule (e.g. StepLR).")
         through = self._through_model()
         started = time.perf_counter()
         if through:
@@ -252,7 +260,6 @@ class PS(OneShotHeadMethod):
         else:
             embeddings, targets = (t.to(head.weight.dtype) for t in self.cache_forget_set(forget_loader))
             n = embeddings.shape[0]
-        optimizer = build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
         generator = torch.Generator().manual_seed(hp.seed)
         size = hp.head_batch_size
         per_epoch = -(-n // size)
@@ -312,14 +319,18 @@ class PS(OneShotHeadMethod):
                         elif violations >= patience and backoffs < BACKOFFS:
                             backoffs, violations = backoffs + 1, 0
                             self._restore_head(best[1])
+                            rates = learning_rates(optimizer)  # where the schedule has got to, not the saved state's
                             optimizer.load_state_dict(copy.deepcopy(best[2]))
-                            for group in optimizer.param_groups:
-                                group["lr"] = hp.lr * BACKOFF_FACTOR**backoffs
+                            scale_learning_rates(optimizer, BACKOFF_FACTOR, rates)
+                            if scheduler is not None:
+                                scale_schedule(scheduler, BACKOFF_FACTOR)
                         elif violations >= patience:
                             stopped_by, done = "guard", True
                     if steps >= budget or done:
                         break
                 self.check_finite(head.weight.sum())
+                if scheduler is not None:
+                    scheduler.step()
         if serving:
             score, respected, _ = judge()
             if not respected or score > best[0] + 1e-12:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -13,7 +14,7 @@ from lightning_unlearn.data.seeding import index_random_other_label
 from lightning_unlearn.methods.base import UnlearningMethod, _check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.passes import eval_mode
-from lightning_unlearn.models.classifier import OptimizerName, build_optimizer
+from lightning_unlearn.models.classifier import OptimizerName
 
 SALUN_STREAM = 0x5A1
 
@@ -81,7 +82,7 @@ class SalUn(UnlearningMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 5e-4,
         weight_decay: float = 5e-4,
         max_epochs: int = 2,
@@ -126,10 +127,9 @@ class SalUn(UnlearningMethod):
 
     # ------------------------------------------------------------ optimisation
     def configure_optimizers(self) -> Any:
-        hp = self.hparams
-        optimizer = build_optimizer(self.trainable_parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+        optimizer = self.make_optimizer(self.trainable_parameters())
         optimizer.register_step_post_hook(lambda *_: self.restore_masked())
-        return optimizer
+        return self.optimization([optimizer])
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         if self.masks is None:

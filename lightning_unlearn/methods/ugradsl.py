@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from lightning.pytorch.cli import OptimizerCallable
 from torch import nn
 
 from lightning_unlearn.methods.mixed_gradient import MixedGradientMethod
@@ -62,7 +63,7 @@ class UGradSL(MixedGradientMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 3e-4,
         max_epochs: int = 2,
         p: float = 0.8,
@@ -114,7 +115,7 @@ class UGradSLPlus(MixedGradientMethod):
         self,
         model: nn.Module | None = None,
         *,
-        optimizer: OptimizerName = "sgd",
+        optimizer: OptimizerName | OptimizerCallable = "sgd",
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
         max_epochs: int = 1,

@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_unlearn.models.networks import ModelName, build_model
+from lightning_unlearn.optim import (
+    OPTIMIZATION_ARGUMENTS,
+    OptimizerName,
+    add_records,
+    build_optimizer,
+    check_optimizer,
+    check_scheduler,
+    optimization,
+)
 from lightning_unlearn.serialization import tuples_as_lists
-
-OptimizerName = Literal["sgd", "adam", "adamw"]
-
-
-def build_optimizer(
-    params: Any, name: OptimizerName, lr: float, weight_decay: float = 0.0, momentum: float = 0.9
-) -> torch.optim.Optimizer:
-    """The optimisers this package offers, by name."""
-    if lr <= 0:
-        raise ValueError(f"`lr` must be > 0, got {lr}.")
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"`optimizer` must be one of ['adam', 'adamw', 'sgd'], got {name!r}.")
 
 
 def split_batch(batch: Any) -> tuple[Tensor, Tensor]:
@@ -51,10 +44,17 @@ class Classifier(LightningModule):
         model: an ``nn.Module`` or the name of a reference network.
         num_classes: number of classes.
         input_shape: (C, H, W) of the inputs, used when ``model`` is a name.
-        optimizer: ``adam``, ``adamw`` or ``sgd``.
+        optimizer: ``adam``, ``adamw`` or ``sgd`` (with ``lr``, ``weight_decay``, ``momentum``), or a
+            callable that takes the parameters and returns any ``torch.optim`` optimiser, e.g.
+            ``functools.partial(torch.optim.SGD, lr=0.05, momentum=0.9)`` (YAML: ``class_path`` and
+            ``init_args``); its own arguments then rule, and ``lr``, ``weight_decay`` and ``momentum``
+            are not used.
         lr: learning rate.
         weight_decay: weight decay.
         momentum: SGD momentum.
+        lr_scheduler: a callable that takes the optimiser and returns a learning-rate schedule, e.g.
+            ``functools.partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)``; stepped once
+            per epoch (a ReduceLROnPlateau watches ``train/loss``).
 
     Example:
         >>> clf = Classifier("lenet5", num_classes=10, input_shape=(1, 28, 28))
@@ -67,15 +67,21 @@ class Classifier(LightningModule):
         model: nn.Module | ModelName = "lenet5",
         num_classes: int = 10,
         input_shape: tuple[int, int, int] = (1, 28, 28),
-        optimizer: OptimizerName = "adam",
+        optimizer: OptimizerName | OptimizerCallable = "adam",
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         momentum: float = 0.9,
+        lr_scheduler: LRSchedulerCallable | None = None,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters(ignore=["model"] if isinstance(model, nn.Module) else None)
-        self._hparams = tuples_as_lists(self._hparams)  # a logged hparams.yaml holds plain lists, not !!python/tuple
-        self._hparams_initial = tuples_as_lists(self._hparams_initial)
+        check_optimizer(optimizer)
+        check_scheduler(lr_scheduler)
+        self.save_hyperparameters(ignore=["model", *OPTIMIZATION_ARGUMENTS] if isinstance(model, nn.Module)
+                                  else list(OPTIMIZATION_ARGUMENTS))
+        # A logged hparams.yaml holds plain lists, not !!python/tuple, and optimisers as class_path records.
+        self._optimizer_arguments = {"optimizer": optimizer, "lr_scheduler": lr_scheduler}  # hparams hold their records
+        self._hparams = tuples_as_lists(add_records(self._hparams, self._optimizer_arguments))
+        self._hparams_initial = tuples_as_lists(add_records(self._hparams_initial, self._optimizer_arguments))
         self.model = build_model(model, num_classes, tuple(input_shape)) if isinstance(model, str) else model
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes, average="micro")
@@ -109,6 +115,8 @@ class Classifier(LightningModule):
         self.val_acc(self(x), y)
         self.log("test/acc", self.val_acc, on_step=False, on_epoch=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        hp = self.hparams
-        return build_optimizer(self.parameters(), hp.optimizer, hp.lr, hp.weight_decay, hp.momentum)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict[str, Any]:
+        """The ``optimizer`` of every parameter, with its ``lr_scheduler`` when one is given."""
+        hp, given = self.hparams, self._optimizer_arguments
+        optimizer = build_optimizer(self.parameters(), given["optimizer"], hp.lr, hp.weight_decay, hp.momentum)
+        return optimization([optimizer], given["lr_scheduler"])

@@ -16,6 +16,7 @@ import torch
 from lightning.pytorch import LightningModule, Trainer
 from torch.utils.data import DataLoader
 
+from lightning_unlearn.optim import learning_rates, scale_learning_rates, scale_schedule
 from lightning_unlearn.request.options import (
     BACKOFF_FACTOR,
     BACKOFFS,
@@ -160,14 +161,19 @@ class RequestRule:
         rate = (self._forget_value(first) - self._forget_value(last)) / max(last["step"] - first["step"], 1.0)
         return rate, self._forget_value(last) - self.target.aim
 
-    def _set_lrs(self, trainer: Trainer, factor: float) -> None:
-        """Every optimiser's learning rates at the run's scale (schedules scaled by ``factor``)."""
-        for optimizer, base in zip(trainer.optimizers, self.base_lrs):
-            for group, lr in zip(optimizer.param_groups, base):
-                group["lr"] = lr * self.lr_scale
+    def _set_lrs(self, trainer: Trainer, factor: float, rates: list[list[dict[str, Any]]] | None = None) -> None:
+        """Every optimiser's learning rates times ``factor``: their current rates, or ``rates`` (those of the
+        moment before a restore: the saved states hold the rates of their time), and every schedule's.
+
+        Where a schedule has got to is kept: the rates stay ``lr_scale`` times the schedule's own, at
+        this step and every later one (the schedule's ``base_lrs`` are scaled too, see
+        :func:`~lightning_unlearn.optim.scale_schedule`); without a schedule, ``lr_scale`` times the
+        rates the run started with.
+        """
+        for i, optimizer in enumerate(trainer.optimizers):
+            scale_learning_rates(optimizer, factor, None if rates is None else rates[i])
         for config in getattr(trainer, "lr_scheduler_configs", []):
-            if hasattr(config.scheduler, "base_lrs"):  # a schedule would otherwise set the old rates again
-                config.scheduler.base_lrs = [lr * factor for lr in config.scheduler.base_lrs]
+            scale_schedule(config.scheduler, factor)  # a schedule would otherwise set the old rates again
 
     def _recovering(self) -> bool:
         """Whether the held-out retained accuracy rose over the last ``GUARD_PATIENCE`` violating checks
@@ -209,9 +215,10 @@ class RequestRule:
         (schedules scaled by ``factor``); returns the state's index in the history."""
         _, index, state, optimizers = self.best  # type: ignore[misc]
         pl_module.model.load_state_dict(state)  # type: ignore[union-attr]
+        rates = [learning_rates(optimizer) for optimizer in trainer.optimizers]
         for optimizer, saved in zip(trainer.optimizers, optimizers):
             optimizer.load_state_dict(copy.deepcopy(saved))
-        self._set_lrs(trainer, factor)  # the saved states hold the rates of their time
+        self._set_lrs(trainer, factor, rates)  # the saved states hold the rates of their time
         self.last_check = -1  # the model is no longer the state last checked: a run ending now re-checks it
         return index
 
