@@ -73,9 +73,10 @@ GUARD_PATIENCE = 3
 """A run ends after this many consecutive checks violate the guard, spanning at least ``GUARD_PATIENCE - 1``
 check intervals, unless the last of them rose above the first (methods that descend on D_r may recover)."""
 CHECK_SPACING = 2.0
-"""Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps. A check is a
-forward pass over the checked samples, a step a forward and backward pass over a batch (about three
-forwards), so regular checks cost about a sixth of a one-pass-per-step method's time; sooner near the aim."""
+"""Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps, the batch of a
+step being global (the per-process batch × the number of processes). A check is a forward pass over
+the checked samples, a step a forward and backward pass over a batch (about three forwards), so
+regular checks cost about a sixth of a one-pass-per-step method's time; sooner near the aim."""
 BACKOFFS = 2
 """Times a run that would end by the guard or a non-finite loss goes back to its best checked state
 with its learning rates halved instead (:data:`BACKOFF_FACTOR`)."""
@@ -612,7 +613,9 @@ class ServeRequest(Callback):
         self.best = (self.target.distance(self._forget_value(self.history[-1])) if self.target else 0.0,
                      len(self.history) - 1, _copy_state(pl_module), _copy_optimizers(trainer))
         checked = sum(len(loader.dataset) for name, loader in self.loaders.items() if name != "ref")  # type: ignore[arg-type]
-        batch = getattr(trainer.datamodule, "batch_size", 64) or 64  # type: ignore[union-attr]
+        # A step takes a batch on every process: the cadence counts the samples of the global batch, so
+        # N processes at ``batch / N`` check at the same steps as one process at ``batch``.
+        batch = (getattr(trainer.datamodule, "batch_size", 64) or 64) * trainer.world_size  # type: ignore[union-attr]
         self.interval = self.check_every or max(1, math.ceil(CHECK_SPACING * checked / batch))
         self._schedule({})
 
