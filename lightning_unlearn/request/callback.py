@@ -177,7 +177,9 @@ class ServeRequest(RequestRule, Callback):
         self.best = (self.target.distance(self._forget_value(self.history[-1])) if self.target else 0.0,
                      len(self.history) - 1, _copy_state(pl_module), _copy_optimizers(trainer))
         checked = sum(len(loader.dataset) for name, loader in self.loaders.items() if name != "ref")  # type: ignore[arg-type]
-        batch = getattr(trainer.datamodule, "batch_size", 64) or 64  # type: ignore[union-attr]
+        # A step takes a batch on every process: the cadence counts the samples of the global batch, so
+        # N processes at ``batch / N`` check at the same steps as one process at ``batch``.
+        batch = (getattr(trainer.datamodule, "batch_size", 64) or 64) * trainer.world_size  # type: ignore[union-attr]
         self.interval = self.check_every or max(1, math.ceil(CHECK_SPACING * checked / batch))
         self._schedule({})
 

@@ -16,9 +16,10 @@ GUARD_PATIENCE = 3
 """A run ends after this many consecutive checks violate the guard, spanning at least ``GUARD_PATIENCE - 1``
 check intervals, unless the last of them rose above the first (methods that descend on D_r may recover)."""
 CHECK_SPACING = 2.0
-"""Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps. A check is a
-forward pass over the checked samples, a step a forward and backward pass over a batch (about three
-forwards), so regular checks cost about a sixth of a one-pass-per-step method's time; sooner near the aim."""
+"""Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps, the batch of a
+step being global (the per-process batch × the number of processes). A check is a forward pass over
+the checked samples, a step a forward and backward pass over a batch (about three forwards), so
+regular checks cost about a sixth of a one-pass-per-step method's time; sooner near the aim."""
 BACKOFFS = 2
 """Times a run that would end by the guard or a non-finite loss goes back to its best checked state
 with its learning rates halved instead (:data:`BACKOFF_FACTOR`)."""
