@@ -47,6 +47,7 @@ from lightning_unlearn.benchmark_runs import (
     stopping_rules,
 )
 from lightning_unlearn.benchmark_store import (
+    BANKS_DIR,
     BenchmarkArgumentError,
     code_fingerprint,
     plan_runs,
@@ -102,6 +103,7 @@ def run_benchmark(
     threads: int | None = None,
     workers: int = 1,
     stopping: bool = True,
+    per_example_bank: int = 0,
     overwrite: bool = False,
 ) -> BenchmarkResult:
     """Run every registered method (default arguments) on every scenario and seed; write the report folder.
@@ -138,6 +140,10 @@ def run_benchmark(
             forget accuracy down to the held-out accuracy of the same classes before unlearning),
             within the utility guard and a step budget (see :mod:`lightning_unlearn.request`);
             false: run each method's fixed epoch budget with no target and no guard.
+        per_example_bank: 0 (the default): no per-example scores. K >= 8: also score every row per example
+            (U-LiRA AUC and TPR at 1% FPR on D_f, the NeurIPS 2023 score, the median KLOM on D_f; see
+            :func:`lightning_unlearn.audit`) from a bank of K originals, K retrained models and K unlearned models
+            per method, for every scenario and seed, kept in ``output/banks`` (K times the training cost).
         overwrite: start afresh in ``output``, removing the files an earlier benchmark wrote there.
 
     Returns:
@@ -156,13 +162,13 @@ def run_benchmark(
             raise BenchmarkArgumentError(str(err)) from None
     overrides = {"data": data_seed, "forget": forget_seed, "original": original_seed, "method": method_seed}
     names = _validate(scenarios, methods, seeds, overrides, original_epochs, relearn_epochs, max_epochs, devices, threads,
-                      workers, forget_class, fraction)
+                      workers, forget_class, fraction, per_example_bank)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in locals().items() if k in _CONFIG_KEYS}
     config.update(methods=names, code=code_fingerprint())
     out = Path(output)
     done = prepare_output(out, config, overwrite)
     settings = RunSettings(dataset, model, original_epochs, forget_class, fraction, relearn_epochs, max_epochs,
-                           accelerator, devices, precision, stopping)
+                           accelerator, devices, precision, stopping, per_example_bank, str(out / BANKS_DIR))
     plan = plan_runs(config, done)
     total = sum(len(ms) for pending in plan.values() for ms in pending.values())
     tasks = sum(len(pending) for pending in plan.values())  # a worker's unit: one scenario of one seed
@@ -185,13 +191,13 @@ def run_benchmark(
 
 _CONFIG_KEYS = ("scenarios", "seeds", "data_seed", "forget_seed", "original_seed", "method_seed", "dataset", "model",
                 "original_epochs", "forget_class", "fraction", "relearn_epochs", "max_epochs", "accelerator", "devices",
-                "precision", "threads", "stopping")
+                "precision", "threads", "stopping", "per_example_bank")
 
 
 def _validate(
     scenarios: Sequence[str], methods: Sequence[str] | None, seeds: Sequence[int], overrides: Mapping[str, int | None],
     original_epochs: int, relearn_epochs: int, max_epochs: int | None, devices: int, threads: int | None, workers: int,
-    forget_class: int, fraction: float,
+    forget_class: int, fraction: float, per_example_bank: int = 0,
 ) -> list[str]:
     """Check every argument before any work; return the method names to run (registered spelling, no Retrain)."""
 
@@ -236,6 +242,9 @@ def _validate(
         fail(f"`threads` must be >= 1 or None, got {threads}.")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         fail(f"`workers` must be an integer >= 1, got {workers!r}.")
+    if isinstance(per_example_bank, bool) or not isinstance(per_example_bank, int) or not (per_example_bank == 0 or per_example_bank >= 8):
+        fail(f"`per_example_bank` must be 0 (off) or an integer >= 8, got {per_example_bank!r}: the retrained reference"
+             " splits the bank in two halves, and the per-example attack fits each half in two folds of at least 2 models.")
     return names
 
 

@@ -30,6 +30,13 @@ TABLE_METRICS: tuple[tuple[str, str], ...] = (
     ("acc_test_retain", "Acc D_tr"),
     ("mia_efficacy", "MIA"),
 )
+# Per-example scores (``per_example_bank``), shown as they are (not in percent), after the metrics above.
+PER_EXAMPLE_METRICS: tuple[tuple[str, str], ...] = (
+    ("per_example/ulira_auc", "U-LiRA AUC D_f"),
+    ("per_example/ulira_tpr@1%fpr", "TPR@1%FPR"),
+    ("per_example/neurips_score", "NeurIPS score"),
+    ("per_example/klom_p50_forget", "KLOM p50 D_f"),
+)
 GAP_METRICS = ("acc_forget", "acc_retain", "acc_test", "mia_efficacy")
 _GAP_KEYS = {k for k, _ in TABLE_METRICS} | {"loss_mia/mean", "unlearning_accuracy"}
 UNITS = {
@@ -160,17 +167,30 @@ def markdown(config: Mapping[str, Any], table: Mapping[str, Mapping[str, dict[st
         " retained classes only for class-wise forgetting, probed on D_tf; all classes otherwise, probed on D_f)."
         f" *{ORIGINAL_LABEL}*: the original model scored as it is.",
     ]
+    if config.get("per_example_bank"):
+        k = config["per_example_bank"]
+        lines += ["", f"**Per-example scores** (a bank of K = {k} originals, retrained and unlearned models per scenario"
+                  " and seed; see `lightning-unlearn audit`): U-LiRA AUC and TPR at 1% FPR on D_f (ideal 0.5 and 0.01),"
+                  " the NeurIPS 2023 score (ideal 1) and the median KLOM on D_f (ideal 0), each row's K unlearned models"
+                  f" against the K retrained ones; {REFERENCE}'s row is one half of the retrained models against the"
+                  f" other (what ideal looks like with {k // 2} models per side), the original's the K originals."]
     for scenario, rows in table.items():
         lines += ["", f"## {scenario}: {SCENARIO_TITLES.get(scenario, scenario)}", ""] + _scenario_table(rows, len(seeds))
     failed = [r for r in records if r.error is not None]
     if failed:
         lines += ["", "## Failed runs", ""] + [f"- {label(r.method)} on {r.scenario} (seed {r.seed}): {r.error}" for r in failed]
+    missing = [r for r in records if r.error is None and r.per_example_error is not None]
+    if missing:
+        lines += ["", "## Per-example scores not computed", ""] + [
+            f"- {label(r.method)} on {r.scenario} (seed {r.seed}): {r.per_example_error}" for r in missing]
     return "\n".join(lines) + "\n"
 
 
 def _scenario_table(rows: Mapping[str, dict[str, Any]], seeds: int) -> list[str]:
     present = [(k, title) for k, title in TABLE_METRICS if any(k in row for row in rows.values())]
-    header = ["method", *(t for _, t in present), "avg gap", "runtime", "steps", "target", "guard", "relearn"]
+    per_example = [(k, title) for k, title in PER_EXAMPLE_METRICS if any(k in row for row in rows.values())]
+    header = ["method", *(t for _, t in present), "avg gap", "runtime", "steps", "target", "guard", "relearn",
+              *(t for _, t in per_example)]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for method in _ordered(rows):
         row = rows[method]
@@ -192,6 +212,7 @@ def _scenario_table(rows: Mapping[str, dict[str, Any]], seeds: int) -> list[str]
             f"{stopped['fired']}/{stopped['n']}" if stopped["n"] else "–",
             f"{row['guard']['events']}/{row['guard']['n']}" if row.get("guard", {}).get("n") else "–",
             _fmt(row.get("relearn_final")),
+            *(_fmt(row.get(key), scale=1.0, digits=3) for key, _ in per_example),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return lines

@@ -8,6 +8,12 @@ original model itself is scored the same way, as the row that shows what doing n
 Every piece of randomness is seeded from :class:`ReplicateSeeds`, so a run's numbers do not
 depend on which other runs the same process did before it (resuming and worker processes rely
 on this).
+
+With ``per_example_bank`` K > 0, every row also gets per-example scores (``per_example/...`` metrics:
+U-LiRA AUC and TPR at 1% FPR on D_f, the NeurIPS 2023 score, the median KLOM on D_f) from a
+:class:`~lightning_unlearn.model_bank.ModelBank` of K models per kind for the scenario and seed,
+scored as :func:`lightning_unlearn.forgetting_audit.audit` scores them (the Retrain row: one half of
+the retrained models against the other; the original row: the K originals).
 """
 
 from __future__ import annotations
@@ -125,6 +131,8 @@ class RunSettings:
     devices: int
     precision: str
     stopping: bool
+    per_example_bank: int = 0
+    bank_dir: str | None = None
 
 
 @dataclass
@@ -151,6 +159,7 @@ class RunRecord:
     outcome: dict[str, Any] | None = None
     seeds: dict[str, int] = field(default_factory=dict)
     wall_s: float | None = None
+    per_example_error: str | None = None
 
     @property
     def key(self) -> tuple[str, int, str]:
@@ -245,6 +254,7 @@ def run_replicate(
         reference_method = create_method(REFERENCE, original, max_epochs=settings.original_epochs, lr=1e-3, seed=seeds.method)
         reference = unlearn(original, dm, method=reference_method, trainer_kwargs=dict(trainer_kwargs)).float()
         reference_wall = time.perf_counter() - start
+        bank = _bank(settings, scenario, replicate, dm, seeds, trainer_kwargs) if settings.per_example_bank else None
         for name in names:
             start = time.perf_counter()
             record = RunRecord(scenario, replicate, name, seeds=asdict(seeds))
@@ -257,6 +267,8 @@ def run_replicate(
                 _score(record, original, dm, original, reference, settings.relearn_epochs, seeds)
             else:
                 _run_method(record, original, reference, dm, recorders, settings, trainer_kwargs, seeds)
+            if bank is not None and record.error is None:
+                _per_example(record, bank, settings)
             record.wall_s = time.perf_counter() - start
             on_done(record)
 
@@ -296,6 +308,41 @@ def _run_method(
         _score(record, unlearned, dm, original, reference, settings.relearn_epochs, seeds)
     except Exception as err:  # a failing method is reported as a failed row, never hidden
         record.error = f"{type(err).__name__}: {err}"
+        logging.getLogger(__name__).debug(traceback.format_exc())
+
+
+def _bank(settings: RunSettings, scenario: str, replicate: int, dm: UnlearningDataModule, seeds: ReplicateSeeds,
+          trainer_kwargs: dict[str, Any]) -> Any:
+    """The scenario's and replicate's model bank: K originals (seeds ``original``, ``original + 1``, ...) trained with
+    the benchmark's recipe, K retrained models, and K unlearned models per method, kept in ``bank_dir``."""
+    from lightning_unlearn.model_bank import ModelBank
+
+    folder = None if settings.bank_dir is None else f"{settings.bank_dir}/{scenario}-seed{replicate}"
+    return ModelBank(dm, folder, k=settings.per_example_bank, model=settings.model, max_epochs=settings.original_epochs,
+                     lr=1e-3, seed=seeds.original, trainer_kwargs=dict(trainer_kwargs))
+
+
+def _per_example(record: RunRecord, bank: Any, settings: RunSettings) -> None:
+    """Add the per-example scores of ``record``'s row to its metrics (``per_example/<column>``).
+
+    A method runs in the bank as in the benchmark (its defaults, the epoch cap, the stopping choice), once per
+    bank original. A failure is kept in ``record.per_example_error``; the rest of the run stands.
+    """
+    from lightning_unlearn.forgetting_audit import ORIGINAL_ROW, REFERENCE_ROW, bank_row, summary_columns
+
+    row = {REFERENCE: REFERENCE_ROW, ORIGINAL: ORIGINAL_ROW}.get(record.method, record.method)
+    options: dict[str, Any] = {}
+    if row == record.method:
+        options = {k: v for k, v in _method_options(record.method, [], 0, settings.max_epochs).items() if k != "seed"}
+        if not settings.stopping:
+            options.update(target=None, guard=None)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UnlearningTargetWarning)
+            scores = summary_columns(bank_row(bank, row, options))
+        record.metrics.update({f"per_example/{k}": v for k, v in scores.items()})
+    except Exception as err:  # e.g. a method that needs what the bank's originals do not record
+        record.per_example_error = f"{type(err).__name__}: {err}"
         logging.getLogger(__name__).debug(traceback.format_exc())
 
 

@@ -26,6 +26,7 @@ from lightning_unlearn.atomic import publish_dir, write_json_atomic  # noqa: F40
 
 RESULTS_FILE = "results.json"
 RUNS_DIR = "runs"
+BANKS_DIR = "banks"  # the per-example scores' model banks (``per_example_bank``), one folder per scenario and seed
 _LOCK_FILE = ".lock"
 
 
@@ -73,7 +74,7 @@ def _stored_config(out: Path) -> dict[str, Any] | None:
 
 def _written_files(out: Path) -> list[Path]:
     """The files and folders in ``out`` that a benchmark writes (``runs/`` whole when it holds nothing else)."""
-    patterns = (RESULTS_FILE, "report.md", "gap_*.png", "relearn_*.png")
+    patterns = (RESULTS_FILE, "report.md", "gap_*.png", "relearn_*.png", BANKS_DIR)
     found = [p for pattern in patterns for p in out.glob(pattern)] + _temporaries(out)
     runs = out / RUNS_DIR
     if runs.is_dir():

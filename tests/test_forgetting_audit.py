@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -9,9 +10,14 @@ import torch
 
 from lightning_unlearn import ClassForget, RandomForget, UnlearningDataModule, audit
 from lightning_unlearn.forgetting_audit import ORIGINAL_ROW, REFERENCE_ROW
+from lightning_unlearn.metrics.functional import klom, neurips_forgetting_score, ulira
 from lightning_unlearn.model_bank import BankMismatchError, ModelBank
 
+ONE_THREAD = True  # 24+ small trainings and a CLI run: one intra-op thread (see conftest)
 BANK = {"bank_size": 8, "max_epochs": 8, "retain_sample": 300}
+# A method that forgets part of the way: FineTune (fine-tuning on D_r only) with a budget that moves the forgotten
+# class's φ well towards, but not onto, the retrained models' (measured below).
+METHODS = {"finetune": {"max_epochs": 15, "lr": 0.05, "target": None, "guard": None}}
 
 
 def _digits(forget=None) -> UnlearningDataModule:
@@ -22,7 +28,7 @@ def _digits(forget=None) -> UnlearningDataModule:
 def report(tmp_path_factory):
     cache = tmp_path_factory.mktemp("banks")
     out = tmp_path_factory.mktemp("audit")
-    result = audit(_digits(), {"finetune": {"max_epochs": 2, "target": None, "guard": None}}, cache_dir=cache, output=out, **BANK)
+    result = audit(_digits(), METHODS, cache_dir=cache, output=out, **BANK)
     return result, cache, out
 
 
@@ -41,14 +47,72 @@ def test_sanity_original_far_retrain_half_vs_half_near_ideal(report):
     assert original["klom"]["forget"]["p50"] > reference["klom"]["forget"]["p50"]
 
 
+def _half_vs_half(unlearned: torch.Tensor, retrained: torch.Tensor) -> dict[str, float]:
+    """Mean over the 35 ways to split the K = 8 model indices in two halves a, b of: the scores of ``unlearned[a]``
+    against ``retrained[b]`` (4 vs 4 models: the retrain reference's own footing, so the three rows are comparable)."""
+    scores = []
+    for a in (list(c) for c in itertools.combinations(range(8), 4) if 0 in c):
+        b = [i for i in range(8) if i not in a]
+        u, r = unlearned[a], retrained[b]
+        scores.append([ulira(u, r)["auc"], neurips_forgetting_score(u, r)["forgetting_quality"], klom(u, r)["p50"]])
+    mean = torch.tensor(scores, dtype=torch.float64).mean(0).tolist()
+    return dict(zip(("auc", "F", "klom"), mean))
+
+
+def test_a_method_that_forgets_part_of_the_way_lands_between_original_and_retrain(report):
+    """The original far from ideal, Retrain against a disjoint half of the retrain bank ideal, and a real method
+    that partially forgets (FineTune with a budget) strictly between them on the U-LiRA AUC, the NeurIPS F and KLOM.
+
+    Each row is scored 4 vs 4 models, averaged over the 35 half/half splits of the bank (0.2 s)."""
+    _, cache, _ = report
+    bank = ModelBank(_digits(), k=8, max_epochs=8, retain_sample=300, cache_dir=cache)
+    retrained = bank.outputs("retrained")["forget"]["phi"].double()
+    original = _half_vs_half(bank.outputs("original")["forget"]["phi"].double(), retrained)
+    method = _half_vs_half(bank.outputs("unlearned", "finetune", **METHODS["finetune"])["forget"]["phi"].double(), retrained)
+    reference = _half_vs_half(retrained, retrained)
+    # Measured (digits, class 3, LeNet-5, 8 epochs, K = 8), these means for banks of seeds 0 (this one) / 8 / 16:
+    #   original  AUC 0.950 / 0.957 / 0.952   F 0.000 / 0.000 / 0.000   KLOM p50 10.86 / 10.88 / 10.75
+    #   FineTune  AUC 0.650 / 0.694 / –       F 0.160 / 0.141 / –       KLOM p50 10.05 / 10.13 / –
+    #   retrain   AUC 0.504 / 0.502 / 0.512   F 0.263 / 0.255 / 0.258   KLOM p50  7.74 /  8.48 / 9.19
+    # (one 4-vs-4 split alone spreads more: AUC sd 0.02 / 0.08 / 0.07-0.16, F sd 0 / 0.05 / 0.05, KLOM sd 0.1 / 0.5 / 0.4-1.1).
+    # Each margin is twice the larger seed-to-seed sd of the two means it separates: AUC sd <= 0.031 (FineTune's two
+    # seeds differ by 0.044), F sd <= 0.013, KLOM sd 0.07 (original, FineTune) and 0.73 (retrain).
+    assert original["auc"] - method["auc"] > 0.06 and method["auc"] - reference["auc"] > 0.06, (original, method, reference)
+    assert method["F"] - original["F"] > 0.03 and reference["F"] - method["F"] > 0.03, (original, method, reference)
+    assert original["klom"] - method["klom"] > 0.15 and method["klom"] - reference["klom"] > 1.46, (original, method, reference)
+    # and the method did forget on the population level, as the retrained models do (forget accuracy 0 for both)
+    assert float(bank.outputs("unlearned", "finetune", **METHODS["finetune"])["forget"]["accuracy"].max()) < 0.05
+
+
 def test_report_files_and_cached_rerun(report, tmp_path):
     result, cache, out = report
     stored = json.loads((out / "forgetting_audit.json").read_text())
     assert set(stored["rows"]) == {ORIGINAL_ROW, REFERENCE_ROW, "finetune"}
-    assert "| finetune |" in (out / "forgetting_audit.md").read_text()
+    text = (out / "forgetting_audit.md").read_text()
+    assert "| finetune |" in text
+    # the plots: valid PNGs next to the JSON and the Markdown, linked from it; nothing half-written left behind
+    plots = stored["plots"]
+    assert plots["epsilon"] == "forgetting_audit_epsilon.png" and set(plots["worst"]) == {ORIGINAL_ROW, "finetune"}
+    import matplotlib.image
+
+    for name in [plots["epsilon"], *plots["worst"].values()]:
+        assert f"]({name})" in text
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        image = matplotlib.image.imread(out / name)
+        assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100 and image.std() > 0.01  # drawn
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["forgetting_audit.json", "forgetting_audit.md", plots["epsilon"], *plots["worst"].values()])
+    # the worst examples: forgotten examples of the request, ranked by ε (the original's are separated: ε at the top)
+    bank = ModelBank(_digits(), k=8, max_epochs=8, retain_sample=300, cache_dir=cache)
+    forget = set(bank.outputs("retrained")["forget"]["indices"].tolist())
+    for name in (ORIGINAL_ROW, "finetune"):
+        worst = stored["rows"][name]["worst_forget"]
+        assert len(worst) == 6 and [w["epsilon"] for w in worst] == sorted((w["epsilon"] for w in worst), reverse=True)
+        assert {w["index"] for w in worst} <= forget
+        assert f"- {name}: {worst[0]['index']}: {worst[0]['epsilon']:.2f}" in text
     files = sorted(p for p in cache.rglob("*.pt"))
     stamps = [p.stat().st_mtime_ns for p in files]
-    again = audit(_digits(), {"finetune": {"max_epochs": 2, "target": None, "guard": None}}, cache_dir=cache, **BANK)
+    again = audit(_digits(), METHODS, cache_dir=cache, **BANK)
     assert [p.stat().st_mtime_ns for p in files] == stamps  # nothing retrained or rewritten
     assert again["rows"]["finetune"] == result["rows"]["finetune"]
 
@@ -83,6 +147,17 @@ def test_bank_bad_input(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=None) as err:
         ModelBank(_digits(), tmp_path / "bank", **kwargs)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_audit_without_matplotlib_fails_before_any_training(tmp_path, monkeypatch):
+    """A report folder holds plots: without matplotlib, one line naming the extra, before any model is trained."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import fails as if it were not installed
+    with pytest.raises(ValueError, match=r"The audit's plots needs matplotlib: pip install 'lightning-unlearn\[bench\]'") as err:
+        audit(_digits(), "finetune", cache_dir=tmp_path / "banks", output=tmp_path / "out", **BANK)
+    assert "\n" not in str(err.value) and "leave `output` unset" in str(err.value)
+    assert not (tmp_path / "banks").exists() and not (tmp_path / "out").exists()
 
 
 def test_audit_bad_input(tmp_path):

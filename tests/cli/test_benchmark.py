@@ -16,10 +16,12 @@ from pathlib import Path
 import pytest
 
 import lightning_unlearn
+from lightning_unlearn import ClassForget, UnlearningDataModule
 from lightning_unlearn.benchmark import ORIGINAL, REFERENCE, RunRecord, run_benchmark
 from lightning_unlearn.benchmark_report import aggregate, markdown, summarize
 from lightning_unlearn.benchmark_store import prepare_output
 from lightning_unlearn.cli import main
+from lightning_unlearn.data.datamodule import DEFAULT_REF_FRACTION
 from lightning_unlearn.methods import available_methods
 
 pytestmark = pytest.mark.filterwarnings("ignore:LightningCLI's args parameter", "ignore:Found .* module\\(s\\) in eval mode",
@@ -195,6 +197,7 @@ def test_an_existing_output_resumes_or_needs_overwrite(tmp_path, tiny_run, capsy
         (["--methods", "[FineTune,NoSuchMethod]"], {"methods": ("FineTune", "NoSuchMethod")},
          "`methods`: Unknown unlearning method 'NoSuchMethod'. Registered methods: BoundaryExpanding"),
         (["--workers", "0"], {"workers": 0}, "`workers` must be an integer >= 1, got 0."),
+        (["--per_example_bank", "4"], {"per_example_bank": 4}, "`per_example_bank` must be 0 (off) or an integer >= 8, got 4"),
     ],
 )
 def test_bad_input_is_a_one_line_usage_error(tmp_path, capsys, args, options, message):
@@ -209,6 +212,41 @@ def test_bad_input_is_a_one_line_usage_error(tmp_path, capsys, args, options, me
     with pytest.raises(ValueError, match=re.escape(message)):  # a BenchmarkArgumentError, from Python too
         run_benchmark(output=str(out), **options)
     assert not out.exists()
+
+
+def test_per_example_columns_when_asked(tmp_path, capsys):
+    """``--per_example_bank 8``: every row gets U-LiRA AUC, TPR@1%FPR, the NeurIPS score and KLOM p50 on D_f, from a
+    model bank kept in the output folder (the same scores as ``lightning-unlearn audit`` on that bank)."""
+    from lightning_unlearn.forgetting_audit import ORIGINAL_ROW, REFERENCE_ROW, bank_row, summary_columns
+    from lightning_unlearn.model_bank import ModelBank
+
+    out = tmp_path / "bench"
+    main(["benchmark", "--output", str(out), "--dataset", "digits", "--original_epochs", "3", "--max_epochs", "1",
+          "--relearn_epochs", "0", "--threads", "1", "--scenarios", "[class]", "--seeds", "[0]", "--methods", "[FineTune]",
+          "--per_example_bank", "8"])
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["per_example_bank"] == 8
+    columns = ("ulira_auc", "ulira_tpr@1%fpr", "neurips_score", "klom_p50_forget")
+    summary = results["summary"]["class"]
+    for method in (REFERENCE, ORIGINAL, "FineTune"):
+        assert all(summary[method][f"per_example/{c}"]["n"] == 1 for c in columns), method
+    value = {m: {c: summary[m][f"per_example/{c}"]["mean"] for c in columns} for m in summary}
+    # the original is told apart from retraining on the forgotten class; Retrain half vs half is not
+    assert value[ORIGINAL]["ulira_auc"] > 0.9 > 0.7 > value[REFERENCE]["ulira_auc"]
+    assert value[ORIGINAL]["neurips_score"] < 0.05 < value[REFERENCE]["neurips_score"]
+    # the numbers are the audit's on the stored bank (nothing retrained: the bank is read from the folder)
+    dm = UnlearningDataModule("digits", forget=ClassForget(3), seed=0, forget_seed=0, split_seed=0, new_fraction=0.1,
+                              ref_fraction=DEFAULT_REF_FRACTION, batch_size=64)
+    dm.setup()
+    bank = ModelBank(dm, out / "banks" / "class-seed0", k=8, model="lenet5", max_epochs=3, lr=1e-3, seed=0,
+                     trainer_kwargs={"accelerator": "auto", "devices": 1})
+    stamps = sorted(p.stat().st_mtime_ns for p in (out / "banks").rglob("*.pt"))
+    assert summary_columns(bank_row(bank, ORIGINAL_ROW)) == pytest.approx(value[ORIGINAL], abs=1e-12)
+    assert summary_columns(bank_row(bank, REFERENCE_ROW)) == pytest.approx(value[REFERENCE], abs=1e-12)
+    assert sorted(p.stat().st_mtime_ns for p in (out / "banks").rglob("*.pt")) == stamps
+    header = next(line for line in (out / "report.md").read_text().splitlines() if line.startswith("| method"))
+    assert header.endswith("| U-LiRA AUC D_f | TPR@1%FPR | NeurIPS score | KLOM p50 D_f |")
+    assert "**Per-example scores** (a bank of K = 8" in (out / "report.md").read_text()
 
 
 @pytest.mark.parametrize("scenario", ["class", "subclass", "random"])

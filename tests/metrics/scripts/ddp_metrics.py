@@ -18,10 +18,22 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, TensorDataset
 
-from lightning_unlearn.metrics import EntropyDistance, LossMIA, MIAEfficacy, PredictionKL, SplitAccuracy
+from lightning_unlearn.metrics import (
+    KLOM,
+    EntropyDistance,
+    LossMIA,
+    MIAEfficacy,
+    NeurIPSForgettingScore,
+    PredictionKL,
+    SplitAccuracy,
+    ULiRA,
+)
 
 K = 6
 SIZES = {"retain": 301, "test": 121, "forget": 93}  # odd: DistributedSampler pads each shard
+# per-example scores: N examples, each with the statistic of MODELS unlearned and MODELS retrained models
+PER_EXAMPLE_SIZE, MODELS = 77, 8
+PER_EXAMPLE = ("ulira", "neurips", "klom")
 
 
 def make_data() -> dict[str, tuple[torch.Tensor, ...]]:
@@ -36,6 +48,18 @@ def make_data() -> dict[str, tuple[torch.Tensor, ...]]:
     return data
 
 
+def make_per_example() -> tuple[torch.Tensor, ...]:
+    """``(unlearned (N, MODELS), retrained (N, MODELS), indices (N,))``: rows are examples, so a sampler can shard them.
+
+    Half the examples are shifted (told apart), half are not; the per-example Metrics take ``(models, batch)``.
+    """
+    g = torch.Generator().manual_seed(7)
+    shift = torch.where(torch.arange(PER_EXAMPLE_SIZE) % 2 == 0, 1.5, 0.0)[:, None]
+    unlearned = torch.randn(PER_EXAMPLE_SIZE, MODELS, generator=g, dtype=torch.float64) + shift
+    retrained = torch.randn(PER_EXAMPLE_SIZE, MODELS, generator=g, dtype=torch.float64)
+    return unlearned, retrained, torch.arange(PER_EXAMPLE_SIZE) + 500_000
+
+
 def _metrics() -> dict[str, object]:
     return {
         "acc_forget": SplitAccuracy(),
@@ -43,6 +67,9 @@ def _metrics() -> dict[str, object]:
         "loss_mia": LossMIA(),
         "entropy_distance": EntropyDistance(),
         "prediction_kl": PredictionKL(num_classes=K),
+        "ulira": ULiRA(),
+        "neurips": NeurIPSForgettingScore(retain_accuracy=(0.9, 0.95), test_accuracy=(0.8, 0.85)),
+        "klom": KLOM(),
     }
 
 
@@ -56,11 +83,19 @@ def _update(metrics: dict, logits, target, idx, reference, split: str) -> None:
         metrics["loss_mia"].update(logits, target, idx, split)
 
 
+def _update_per_example(metrics: dict, unlearned, retrained, idx) -> None:
+    for name in PER_EXAMPLE:
+        metrics[name].update(unlearned.T, retrained.T, idx)
+
+
 def _values(metrics: dict) -> dict[str, list[float]]:
     out = {}
     for name, metric in metrics.items():
         value = metric.compute()
-        out[name] = [float(v) for v in value] if isinstance(value, tuple) else [float(value)]
+        if isinstance(value, dict):  # the per-example scores: every entry, in key order
+            out[name] = [float(value[k]) for k in sorted(value)]
+        else:
+            out[name] = [float(v) for v in value] if isinstance(value, tuple) else [float(value)]
     return out
 
 
@@ -68,6 +103,7 @@ def single_process() -> dict[str, list[float]]:
     metrics = _metrics()
     for split, tensors in make_data().items():
         _update(metrics, *tensors, split)
+    _update_per_example(metrics, *make_per_example())
     return _values(metrics)
 
 
@@ -83,6 +119,11 @@ def _worker(rank: int, world: int, port: int, output: str) -> None:
             seen[split] = len(sampler)
             for batch in DataLoader(dataset, batch_size=16, sampler=sampler):
                 _update(metrics, *batch, split)
+        dataset = TensorDataset(*make_per_example())
+        sampler = DistributedSampler(dataset, num_replicas=world, rank=rank, shuffle=True, seed=1)
+        seen["per_example"] = len(sampler)
+        for batch in DataLoader(dataset, batch_size=16, sampler=sampler):
+            _update_per_example(metrics, *batch)
         values = _values(metrics)
         if rank == 0:
             with open(output, "w") as fh:
