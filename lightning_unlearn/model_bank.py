@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ from lightning_unlearn._version import __version__
 from lightning_unlearn.atomic import save_atomic, write_json_atomic
 from lightning_unlearn.data.datamodule import UnlearningDataModule
 from lightning_unlearn.metrics.functional.per_example import logit_margin, logit_scaled_confidence
+from lightning_unlearn.methods.registry import get_method
 from lightning_unlearn.outputs import predict
 from lightning_unlearn.serialization import load_trusted, plain
 
@@ -190,13 +192,19 @@ class ModelBank:
 
         folder = self._folder(kind, method, options)
         weights, outputs = folder / f"model_{i}.pt", folder / f"outputs_{i}.pt"
-        if weights.is_file() and outputs.is_file():
+        recording = self._folder("original") / f"recording_{i}.pt"
+        if weights.is_file() and outputs.is_file() and (kind != "original" or recording.is_file()):
             return
         seed = self.seed + i
         dm = self.datamodule
-        if kind == "original":
+        if kind == "original":  # recorded (W0 and the Gram matrix) for the methods that need the original training's record
+            from lightning_unlearn.callbacks.prototype_recorder import PrototypeRecorder
+
+            recorder = PrototypeRecorder()
+            trainer_kwargs = {**self.trainer_kwargs, "callbacks": [*self.trainer_kwargs.get("callbacks", []), recorder]}
             model = train_classifier(dm, self.model_name, max_epochs=self.max_epochs, lr=self.lr, seed=seed,
-                                     verbose=self.verbose, **self.trainer_kwargs)
+                                     verbose=self.verbose, **trainer_kwargs)
+            recorder.export(recording)  # atomic
         else:
             original = self._load_model(self._folder("original") / f"model_{i}.pt")
             seed_everything(seed, workers=True, verbose=False)
@@ -204,8 +212,11 @@ class ModelBank:
                 model = unlearn(original, dm, method="retrain", trainer_kwargs=self.trainer_kwargs, verbose=self.verbose,
                                 max_epochs=self.max_epochs, lr=self.lr, seed=seed, target=None, guard=None)
             else:
+                options = dict(options or {})
+                if "recording" in inspect.signature(get_method(method)).parameters:  # type: ignore[arg-type]
+                    options.setdefault("recording", str(recording))  # a fresh copy per run: NaivePS updates it in place
                 model = unlearn(original, dm, method=method, trainer_kwargs=self.trainer_kwargs,  # type: ignore[arg-type]
-                                verbose=self.verbose, **{"seed": seed, **(options or {})})
+                                verbose=self.verbose, **{"seed": seed, **options})
         model = model.eval()
         save_atomic(model.state_dict(), weights)
         save_atomic(self._record(model), outputs)

@@ -186,3 +186,12 @@ def test_the_cli_audit_subcommand(report, tmp_path, capsys):
             main([*args, *bad])
         err = capsys.readouterr().err.strip()
         assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_methods_that_need_the_training_record_are_audited(report):
+    """The bank records its originals' training (PrototypeRecorder): NaivePS runs from that record, a fresh copy each time."""
+    _, cache, _ = report
+    result = audit(_digits(), "NaivePS", cache_dir=cache, **BANK)
+    assert sorted(p.name for p in cache.rglob("recording_*.pt")) == [f"recording_{i}.pt" for i in range(8)]
+    row = result["rows"]["NaivePS"]
+    assert 0.0 <= row["ulira_forget"]["auc"] <= 1.0 and row["klom"]["forget"]["p50"] >= 0.0

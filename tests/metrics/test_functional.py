@@ -38,6 +38,7 @@ from lightning_unlearn.metrics.functional import (
     unlearning_accuracy,
 )
 from lightning_unlearn.models import LeNet5
+from lightning_unlearn.metrics.functional.mia import _mia_efficacy_compute, _monotone_threshold
 
 K = 5
 
@@ -83,9 +84,15 @@ def test_mia_efficacy(data):
     conf = {s: softmax(data[s][0].numpy().astype(np.float64), axis=1)[np.arange(len(data[s][1])), data[s][1].numpy()] for s in data}
     x = np.concatenate([conf["retain"][:120], conf["test"]]).reshape(-1, 1)
     y = np.r_[np.ones(120), np.zeros(120)]
-    expected = 1 - SVC(C=3, gamma="auto").fit(x, y).predict(conf["forget"].reshape(-1, 1)).mean()
+    svc = SVC(C=3, gamma="auto").fit(x, y)
+    labels = svc.predict(x)  # the attack: the best rule "member iff p_y >= t" against the SVC's labels (ties: highest t)
+    candidates = [*np.unique(x), np.inf]
+    cost = [int(((x.ravel() >= t) != labels).sum()) for t in candidates]
+    tau = max(t for t, c in zip(candidates, cost) if c == min(cost))
+    expected = 1 - (conf["forget"] >= tau).mean()
     value = float(mia_efficacy(rl, ry, tl, ty, fl, fy))
     assert value == pytest.approx(expected) and 0.0 < value < 1.0
+    assert abs(value - (1 - svc.predict(conf["forget"].reshape(-1, 1)).mean())) <= 2 / 90  # the SVC is nearly monotone here
     metric = MIAEfficacy()
     _feed(metric, data, ("forget", "test", "retain"))
     assert float(metric.compute()) == pytest.approx(value)
@@ -194,3 +201,28 @@ def test_bad_input(data):
         average_gap([0.1, 0.2], [0.1, 0.2, 0.3, 0.4])
     with pytest.raises(ValueError, match=r"The targets of `logits` must lie in \[0, 4\]"):
         split_accuracy(logits, target + 10)
+
+
+def test_mia_efficacy_attacker_cannot_invert():
+    # Members at p_y ≈ 1 with a few low-confidence ones, non-members a little below 1: the RBF SVC
+    # cannot resolve the two near 1 and learns "low confidence = member" from the few.
+    g = np.random.default_rng(0)
+    members = np.r_[1 - g.beta(1, 2000, 290), g.uniform(0, 0.3, 10)]
+    non_members = 1 - g.beta(1, 300, 300)
+    x, y = np.r_[members, non_members].reshape(-1, 1), np.r_[np.ones(300), np.zeros(300)]
+    assert SVC(C=3, gamma="auto").fit(x, y).predict([[0.05]])[0] == 1  # the plain attacker is inverted
+    forgotten = torch.full((50,), 0.05, dtype=torch.float64)  # a forget set the model no longer recognises
+    retain, test = torch.from_numpy(members), torch.from_numpy(non_members)
+    assert float(_mia_efficacy_compute(retain, test, forgotten)) == 1.0  # never called members
+    remembered = torch.from_numpy(members[:50].copy())
+    assert float(_mia_efficacy_compute(retain, test, remembered)) <= float(_mia_efficacy_compute(retain, test, forgotten))
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_monotone_threshold_is_the_best_monotone_rule(seed):
+    g = np.random.default_rng(seed)
+    p, labels = g.choice(np.linspace(0, 1, 15), 60), g.integers(0, 2, 60)
+    tau = _monotone_threshold(p, labels)
+    disagreements = lambda t: int(((p >= t) != labels).sum())  # noqa: E731
+    assert disagreements(tau) == min(disagreements(t) for t in [*np.unique(p), np.inf])
+    assert (tau == np.inf) or tau in p

@@ -36,8 +36,29 @@ def _mia_efficacy_compute(retain_conf: Tensor, test_conf: Tensor, forget_conf: T
     y = np.concatenate([np.ones(members.numel()), np.zeros(test_conf.numel())])
     attack = SVC(C=3, gamma="auto", kernel="rbf")
     attack.fit(x, y)
-    predicted_member = attack.predict(forget_conf.cpu().numpy().reshape(-1, 1))
+    threshold = _monotone_threshold(x.ravel(), attack.predict(x))
+    predicted_member = forget_conf.cpu().numpy() >= threshold
     return torch.tensor(1.0 - predicted_member.mean(), dtype=torch.float64)
+
+
+def _monotone_threshold(confidence: np.ndarray, member: np.ndarray) -> float:
+    """The threshold ``τ`` whose rule "member iff p_y ≥ τ" disagrees least with ``member`` (the SVC's labels).
+
+    The RBF attacker is a free function of p_y: fitted where members and non-members both sit near
+    p_y = 1, it can label the low confidences it never saw as members (an inverted attacker, which
+    scores a model that forgot as one that did not). Its labels projected on the monotone rules keep
+    the attack's direction fixed by construction — a lower confidence is never more of a member — and
+    equal the SVC's own decision wherever that is already monotone. Ties go to the highest ``τ``.
+    """
+    order = np.argsort(confidence, kind="stable")
+    p, m = confidence[order], member[order].astype(np.int64)
+    # cut k: the k lowest are non-members; disagreements = members below the cut + non-members above it
+    below_members = np.concatenate([[0], np.cumsum(m)])
+    above_non_members = np.concatenate([np.cumsum((1 - m)[::-1])[::-1], [0]])
+    cost = below_members + above_non_members
+    cuts = np.flatnonzero(np.concatenate([[True], p[1:] != p[:-1], [True]]))  # only between distinct values
+    k = int(cuts[np.flatnonzero(cost[cuts] == cost[cuts].min())[-1]])
+    return float(p[k]) if k < p.size else float("inf")
 
 
 def mia_efficacy(
@@ -54,6 +75,13 @@ def mia_efficacy(
     fitted on p_y of the first |D_t| retain samples (members, label 1) and of the test samples
     (non-members, label 0); the score is the fraction of D_f it predicts as non-member. Higher
     means more forgetting; compare with the retrained model's value.
+
+    The SVC's decision is read as a threshold on p_y: its labels on the samples it was fitted on,
+    projected on the rules "member iff p_y ≥ τ". The attack's direction is so fixed by
+    construction: an RBF attacker fitted where members and non-members both sit near p_y = 1 can
+    otherwise call the low confidences it never saw "member", and score a model that forgot D_f
+    as one that did not (MIA-efficacy 0 at forget accuracy 0). Where the SVC is already monotone
+    in p_y the two agree.
 
     Example:
         >>> import torch
