@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from lightning_unlearn import available_methods, create_method, train_classifier, unlearn
+from lightning_unlearn import available_methods, create_method, get_method, train_classifier, unlearn
 from lightning_unlearn.benchmark_report import summarize
 from lightning_unlearn.benchmark_runs import _datamodule, _method_options, RunSettings, ReplicateSeeds, scenario_spec
 from lightning_unlearn.callbacks import PrototypeRecorder
@@ -120,6 +120,14 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     return records
 
 
+def known_limit(method: str) -> str:
+    """What the method declares it cannot do (closed form, or a measured limit its warning names)."""
+    cls = get_method(method)
+    if not cls.iterative:
+        return "closed form"
+    return "yes (see its warning)" if cls.limitation else "–"
+
+
 def table(records: list[dict[str, Any]]) -> str:
     lines = []
     for model in sorted({r["model"] for r in records}):
@@ -129,14 +137,14 @@ def table(records: list[dict[str, Any]]) -> str:
                 continue
             original = [r["gap"] for r in rows if r["method"] == "Original"]
             lines += ["", f"### {model}, {scenario}", "",
-                      "| method | runs | target reached | guard never violated | avg gap (pp) | gap < Original's | checks / wall | runtime / wall |",
-                      "|---|---|---|---|---|---|---|---|"]
+                      "| method | runs | target reached | guard never violated | avg gap (pp) | gap < Original's | checks / wall | runtime / wall | known limit |",
+                      "|---|---|---|---|---|---|---|---|---|"]
             by_request = {r["request"]: r["gap"] for r in rows if r["method"] == "Original"}
             for method in sorted({r["method"] for r in rows}, key=lambda m: (m != "Original", m)):
                 mine = [r for r in rows if r["method"] == method and "error" not in r]
                 errors = sum("error" in r for r in rows if r["method"] == method)
                 if method == "Original":
-                    lines.append(f"| Original | {len(mine)} | – | – | {mean_ci(original)} | – | – | – |")
+                    lines.append(f"| Original | {len(mine)} | – | – | {mean_ci(original)} | – | – | – | – |")
                     continue
                 reached = sum(bool(r["reached"]) for r in mine)
                 guard = sum(bool(r["guard_ok"]) for r in mine)
@@ -147,7 +155,7 @@ def table(records: list[dict[str, Any]]) -> str:
                 ratio = f"{statistics.fmean(honest):.2f}" if honest else "–"
                 err = f" ({errors} failed)" if errors else ""
                 lines.append(f"| {method} | {len(mine)}{err} | {reached}/{len(mine)} | {guard}/{len(mine)} |"
-                             f" {mean_ci([r['gap'] for r in mine])} | {better}/{len(mine)} | {share} | {ratio} |")
+                             f" {mean_ci([r['gap'] for r in mine])} | {better}/{len(mine)} | {share} | {ratio} | {known_limit(method)} |")
         timed = [r for r in records if r["model"] == model and r.get("wall_no_checks_s")]
         if timed:
             lines += ["", f"### {model}: wall time with checks vs the same steps without (class {timed[0]['request']})", "",

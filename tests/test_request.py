@@ -19,6 +19,7 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from lightning_unlearn import ClassForget, RandomForget, SubclassForget, UnlearningDataModule, create_method, train_classifier, unlearn
 from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.outputs import predict
+from lightning_unlearn.methods import GradientAscent
 from lightning_unlearn.request import CLASS_TARGET, ServeRequest, Target, UnlearningTargetError, UnlearningTargetWarning, _copy_state
 from quality import SEEDS, quality
 
@@ -195,10 +196,12 @@ def test_class_request_is_served_by_default_on_every_seed(digits):
 
 def test_unreachable_target_warns_and_strict_raises(digits):
     dm, original, _ = digits(0)
-    with pytest.warns(UnlearningTargetWarning, match=r"GradientAscent did not reach its target .* Try a larger `max_steps`"):
+    with pytest.warns(UnlearningTargetWarning, match=r"GradientAscent did not reach its target .* Try a larger `max_steps`.* A known limit of GradientAscent: it ascends"):
         unlearned = unlearn(original, dm, "GradientAscent", lr=1e-6, max_steps=2)
     outcome = unlearned.unlearning_outcome
     assert outcome.reached is False and outcome.stopped_by == "budget" and outcome.steps == 2
+    # a method with a measured limit names it, in the warning and the outcome's notes
+    assert outcome.notes == [f"known limit: {GradientAscent.limitation}"] and "NegGradPlus" in GradientAscent.limitation
     with pytest.raises(UnlearningTargetError, match="GradientAscent did not reach its target"):
         unlearn(original, dm, "GradientAscent", lr=1e-6, max_steps=2, strict=True)
 

@@ -194,6 +194,9 @@ class UnlearningMethod(LightningModule):
     """False for methods that do all their work before the first epoch (``max_epochs=0`` is then their default)."""
     method_name: ClassVar[str] = "base"
     paper: ClassVar[str] = ""
+    limitation: ClassVar[str | None] = None
+    """A measured limit of the method under the default request (``None``: none known): named in the
+    warning of a request it does not serve and in the outcome's notes, so a user reads why and what to use instead."""
 
     def __init__(
         self,

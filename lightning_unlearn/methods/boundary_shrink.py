@@ -82,6 +82,11 @@ class BoundaryShrink(UnlearningMethod):
 
     data_need = "forget"
     paper = BOUNDARY_PAPER
+    limitation = (
+        "it moves D_f across its nearest decision boundary using D_f alone, with nothing holding the retained"
+        " classes: on larger models it damages them past the guard before a whole class is forgotten (measured:"
+        " All-CNN on MNIST-5k, 3 of 10 classes served); NegGradPlus, UGradSLPlus or SalUn train on D_r as well."
+    )
 
     def __init__(
         self,

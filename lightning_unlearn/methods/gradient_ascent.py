@@ -38,6 +38,11 @@ class GradientAscent(UnlearningMethod):
         "Gradient ascent / NegGrad (Thudi et al., IEEE EuroS&P 2022; Graves et al., AAAI 2021),"
         " a baseline in every method paper implemented here."
     )
+    limitation = (
+        "it ascends on D_f alone, with nothing holding the retained classes: on larger models it damages them past"
+        " the guard before a whole class is forgotten, at every learning rate the request tries and with a 3x step"
+        " budget (measured: All-CNN on MNIST-5k, 1 of 10 classes served); NegGradPlus adds the retain term."
+    )
 
     def __init__(
         self,

@@ -51,6 +51,11 @@ class RandomLabel(UnlearningMethod):
         "Random Label (Golatkar et al., CVPR 2020; Graves et al., AAAI 2021),"
         " baseline in the Prototype Surgery, SULI and UGradSL papers."
     )
+    limitation = (
+        "it trains D_f towards random labels alone, with nothing holding the retained classes: on larger models it"
+        " damages them past the guard before a whole class is forgotten (measured: All-CNN on MNIST-5k, 2 of 10"
+        " classes served; a 3x step budget ended by the guard instead); SalUn adds the retain term."
+    )
 
     def __init__(
         self,

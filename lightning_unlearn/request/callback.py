@@ -280,6 +280,10 @@ class ServeRequest(RequestRule, Callback):
         if outcome.reached is False:
             forget = self._forget_value(outcome.after)
             hint = _hint(outcome)
+            limitation = getattr(pl_module, "limitation", None)
+            if limitation:
+                outcome.notes.append(f"known limit: {limitation}")
+                hint = f"{hint} A known limit of {outcome.method}: {limitation}"
             message = (
                 f"{outcome.method} did not reach its target ({outcome.target['description']}): it reached a forget"  # type: ignore[index]
                 f" accuracy of {forget:.3f} after {outcome.steps} steps (stopped by {outcome.stopped_by}). {hint}"
