@@ -10,12 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from lightning_unlearn.callbacks.prototype_recorder import (
-    PrototypeRecorder,
-    PrototypeRecording,
-    gram_pass,
-    head_matrix,
-)
+from lightning_unlearn.callbacks.prototype_recorder import PrototypeRecorder  # the type of the `recording` argument
+from lightning_unlearn.prototypes import PrototypeRecording, gram_pass, head_matrix
 from lightning_unlearn.methods.one_shot import OneShotHeadMethod
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.passes import gather_rows
