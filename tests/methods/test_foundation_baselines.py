@@ -45,9 +45,14 @@ def test_gradient_ascent_forgets_a_class(quality_run):
     assert mean(plain) <= 0.15, plain  # measured per seed 0.00-0.00 here (0.10 on one seed elsewhere), spread 0.00
     # With the class-wise stopping rule (forget accuracy 0, checked ~8 times per pass), as GA is meant to run.
     runs = [quality_run("GradientAscent", "class", s, stopping=True) for s in SEEDS]
+    trained = per_seed("train_forget/rule", lambda s: runs[s]["forget"])
     forget = per_seed("forget/rule", lambda s: runs[s]["test_forget"])
     drop = per_seed("test_retain_drop/rule", lambda s: runs[s]["original/test_retain"] - runs[s]["test_retain"])
-    assert mean(forget) <= 0.05, forget  # measured mean 0.00, spread 0.00
+    # The rule stops at the first check with D_f accuracy 0: D_f is what it guarantees (measured 0.00 every seed).
+    assert mean(trained) <= 0.05, trained
+    # D_tf follows, but the check that first sees D_f at 0 depends on the CPU's arithmetic: measured 0.00 on every
+    # seed on one CPU, 0.20 / 0.00 / 0.00 on another (the step that empties D_f leaves a fifth of D_tf); spread 0.20.
+    assert mean(forget) <= 0.15, forget
     # Ascent damages the rest, but the model is not destroyed: measured mean 0.097, per seed 0.05-0.16 (spread 0.11).
     assert mean(drop) <= 0.25, drop
 
