@@ -175,7 +175,7 @@ def _check_models(models: dict[str, nn.Module], num_classes: int, head: str | No
         where = ", ".join(f"`{r}` on {d}" for r, d in devices.items())
         raise ValueError(f"All models must be on the same device, got {where}. Move them with `.to(device)`.")
     if input_shape is not None:  # a model of other inputs than the data fails here, not deep in a forward pass
-        from lightning_unlearn.methods.base import check_model_inputs
+        from lightning_unlearn.methods.checks import check_model_inputs
 
         for role, model in models.items():
             check_model_inputs(model, input_shape, num_classes, f"`{role}`")

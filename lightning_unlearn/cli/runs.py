@@ -22,7 +22,8 @@ from lightning_unlearn.benchmark_store import check_output, output_lock
 from lightning_unlearn.checkpoints import MODEL_FILE, load_unlearned
 from lightning_unlearn.cli.messages import _cli_message
 from lightning_unlearn.methods import get_method
-from lightning_unlearn.methods.base import UnlearningMethod, check_model_inputs
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.checks import check_model_inputs
 from lightning_unlearn.outputs import split_accuracies
 
 if TYPE_CHECKING:

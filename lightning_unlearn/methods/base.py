@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import copy
 import inspect
-import math
-import os
 import time
-from contextvars import ContextVar
-from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from lightning.pytorch import Callback, LightningModule
@@ -19,100 +15,27 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from lightning_unlearn.atomic import save_atomic
-from lightning_unlearn.checkpoints import (
-    _architecture_in,
-    _build_from_checkpoint,
-    architecture_of,
-    load_model_weights,
-    unlearned_checkpoint,
-)
+from lightning_unlearn.checkpoints import _build_from_checkpoint, architecture_of, load_model_weights
 from lightning_unlearn.data.datamodule import SPLITS, TrainingData
-from lightning_unlearn.data.resumable import random_state, set_random_state
+from lightning_unlearn.methods.checks import check_model_inputs, check_number, non_finite_inputs
+from lightning_unlearn.methods.persistence import FROM_STATE_DICT, MethodCheckpoints
 from lightning_unlearn.metrics.accuracy import SplitAccuracy
 from lightning_unlearn.models.anatomy import Anatomy
 from lightning_unlearn.outputs import SplitOutputs, predict
 from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
-from lightning_unlearn.models.classifier import Classifier, split_batch
+from lightning_unlearn.models.classifier import split_batch
 from lightning_unlearn.optim import (OPTIMIZATION_ARGUMENTS, OptimizerName, add_records, build_optimizer,
                                      check_optimizer, check_scheduler, optimization)
-from lightning_unlearn.serialization import load_trusted, plain, tuples_as_lists
+from lightning_unlearn.serialization import tuples_as_lists
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
-
     from lightning_unlearn.data.datamodule import UnlearningDataModule
 
 DataNeed = Literal["forget", "retain", "both"]
-_FROM_STATE_DICT: ContextVar[bool] = ContextVar("lightning_unlearn_from_state_dict", default=False)
-"""True while load_from_checkpoint builds a method: its weights then come from the checkpoint's state dict."""
 
 
 class NonFiniteLossError(FloatingPointError):
     """Raised when an unlearning loss becomes NaN or infinite (e.g. runaway gradient ascent)."""
-
-
-def check_model_inputs(model: nn.Module, input_shape: Any, num_classes: int | None, what: str = "The model") -> None:
-    """Before any work: ``model`` takes inputs of ``input_shape`` and gives at least one logit per class.
-
-    One forward pass of two zero inputs in eval mode (the model's mode is restored).
-
-    Raises:
-        ValueError: naming both shapes, when the forward pass fails or gives too few logits.
-    """
-    params = next(iter(model.parameters()), None)
-    device = params.device if params is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            logits = model(torch.zeros(2, *input_shape, device=device))
-    except RuntimeError as err:
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ValueError(
-            f"{what} does not take the data's inputs: a batch of shape (2, {', '.join(map(str, input_shape))}) from the"
-            f" data module fails in its forward pass ({message}). The checkpoint and the data must describe the same"
-            " inputs (channels, size)."
-        ) from None
-    finally:
-        model.train(was_training)
-    if not isinstance(logits, Tensor) or logits.ndim != 2 or (num_classes is not None and logits.shape[1] < num_classes):
-        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
-        raise ValueError(
-            f"{what} gives outputs of shape {shape} for 2 inputs, but the data module has {num_classes}"
-            f" classes: a classifier must give at least one logit per class, shape (2, >= {num_classes})."
-        )
-
-
-def _non_finite_inputs(batch: Any) -> list[int]:
-    """Dataset indices (or batch positions) of the samples of ``batch`` whose inputs hold NaN or infinity."""
-    if isinstance(batch, dict):
-        return [i for part in batch.values() for i in _non_finite_inputs(part)]
-    if not isinstance(batch, (list, tuple)) or not batch or not isinstance(batch[0], Tensor):
-        return []
-    x = batch[0]
-    if not x.is_floating_point():
-        return []
-    bad = ~torch.isfinite(x.reshape(len(x), -1)).all(dim=1)
-    if not bool(bad.any()):
-        return []
-    ids = batch[2] if len(batch) >= 3 and isinstance(batch[2], Tensor) else torch.arange(len(x), device=x.device)
-    return [int(i) for i in ids[bad].tolist()]
-
-
-def _check_number(name: str, value: Any, expected: str, valid: Any) -> None:
-    """A finite real number for which ``valid`` holds, or a one-line error naming the argument."""
-    finite = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if not finite or not valid(value):
-        raise ValueError(f"`{name}` must be a finite number {expected}, got {value!r}.")
-
-
-def _check_integer(name: str, value: Any, low: int, allow_none: bool = False) -> None:
-    """An integer >= ``low`` (a bool or float is refused, not coerced), or a one-line error naming the argument."""
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"`{name}` must be {'None or ' if allow_none else ''}an integer >= {low}, got {value!r}.")
 
 
 _DATA_MODULE_API = ("dataloader", "split_dataset", "has_split")
@@ -125,7 +48,7 @@ def _serving_datamodule(trainer: Any) -> Any:
     return dm if dm is not None and all(callable(getattr(dm, name, None)) for name in _DATA_MODULE_API) else None
 
 
-class UnlearningMethod(LightningModule):
+class UnlearningMethod(MethodCheckpoints, LightningModule):
     """Base class of the unlearning methods.
 
     Wraps a trained classifier (``nn.Module`` or ``LightningModule``). The classifier is
@@ -240,9 +163,9 @@ class UnlearningMethod(LightningModule):
         check_optimizer(optimizer)
         check_scheduler(lr_scheduler)
         self._optimizer_arguments = {"optimizer": optimizer, "lr_scheduler": lr_scheduler}  # saved as records
-        _check_number("lr", lr, "> 0", lambda v: v > 0)
-        _check_number("weight_decay", weight_decay, ">= 0", lambda v: v >= 0)
-        _check_number("momentum", momentum, "in [0, 1]", lambda v: 0 <= v <= 1)
+        check_number("lr", lr, "> 0", lambda v: v > 0)
+        check_number("weight_decay", weight_decay, ">= 0", lambda v: v >= 0)
+        check_number("momentum", momentum, "in [0, 1]", lambda v: 0 <= v <= 1)
         if not isinstance(max_epochs, int) or isinstance(max_epochs, bool) or max_epochs < 0:
             raise ValueError(f"`max_epochs` must be an integer >= 0, got {max_epochs!r}.")
         unknown = [s for s in ([val_splits] if isinstance(val_splits, str) else val_splits) if s not in SPLITS]
@@ -264,7 +187,7 @@ class UnlearningMethod(LightningModule):
         self.save_hyperparameters(ignore=["model"])
         self.model = copy.deepcopy(model).train()  # the user's model may be in eval mode; its copy trains
         self.architecture = architecture or architecture_of(model)
-        if checkpoint is not None and not checkpoint_loaded and not _FROM_STATE_DICT.get():
+        if checkpoint is not None and not checkpoint_loaded and not FROM_STATE_DICT.get():
             load_model_weights(self.model, checkpoint)
         self.anatomy = Anatomy(self.model, num_classes, head)
         self.num_classes = self.anatomy.num_classes
@@ -401,7 +324,7 @@ class UnlearningMethod(LightningModule):
         """On a non-finite ``loss``: a clear error if the batch's inputs hold NaN or infinity (no learning rate helps)."""
         if bool(torch.isfinite(loss).all()):
             return
-        bad = _non_finite_inputs(batch)
+        bad = non_finite_inputs(batch)
         if bad:
             raise ValueError(
                 f"The training data holds non-finite inputs (NaN or infinity): dataset indices {bad[:5]}"
@@ -556,127 +479,3 @@ class UnlearningMethod(LightningModule):
                 rank_zero_info(self.outcome.summary())
             else:
                 rank_zero_info(f"{type(self).__name__}: unlearning took {self.runtime_s:.2f} s.")
-
-    # ----------------------------------------------------------- persistence
-    def save_unlearned(
-        self, path: str | os.PathLike, *, datamodule: UnlearningDataModule | None = None, metrics: Any = None
-    ) -> Path:
-        """Save the unlearned classifier as a Lightning checkpoint (atomically: temporary file, then rename).
-
-        The file loads with the original's own ``load_from_checkpoint`` when it was a LightningModule
-        (``LitModel.load_from_checkpoint(path)``), with ``Classifier.load_from_checkpoint(path)`` when the
-        network was built by name, and with :func:`lightning_unlearn.load_unlearned` in every case (see
-        :mod:`lightning_unlearn.checkpoints`).
-
-        Args:
-            path: the file to write.
-            datamodule: the data module that held the deletion request: when given, the deletion audit
-                record ``audit.json`` is written beside the model (see :mod:`lightning_unlearn.audit_record`).
-                The record and the model it hashes are written together, so a saved model never sits beside
-                a record of another one; keep one folder per unlearned model.
-            metrics: the evaluation to put in the audit record (a dict or an
-                :class:`~lightning_unlearn.evaluation.UnlearningReport`), if any.
-
-        Returns:
-            The model file's path.
-        """
-        saved = save_atomic(
-            unlearned_checkpoint(self.model, self.architecture, method=self.method_name, runtime_s=self.runtime_s,
-                                 method_hparams=dict(self.hparams)),
-            path,
-        )
-        if datamodule is not None:
-            from lightning_unlearn.audit_record import AUDIT_FILE, write_audit_record
-
-            write_audit_record(saved.parent / AUDIT_FILE, self, saved, datamodule, metrics=metrics)
-        return saved
-
-    def load_unlearned(self, path: str | os.PathLike) -> None:
-        """Load weights written by :meth:`save_unlearned` into the wrapped classifier."""
-        load_model_weights(self.model, path, argument="path")
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["unlearning_runtime_s"] = self.runtime_s
-        checkpoint["random_state"] = random_state()  # a model with dropout draws from it: a resumed run goes on with it
-        if isinstance(checkpoint.get("hyper_parameters"), dict):  # e.g. a Path as `checkpoint`: keep it loadable
-            checkpoint["hyper_parameters"] = plain(checkpoint["hyper_parameters"])
-        if self.architecture is not None:  # the network, for load_from_checkpoint without `model`
-            checkpoint["architecture"] = plain(self.architecture)
-            if type(self.model) is Classifier:
-                checkpoint["classifier_hyper_parameters"] = plain(dict(self.model.hparams))
-
-    @classmethod
-    def load_from_checkpoint(  # type: ignore[override]
-        cls,
-        checkpoint_path: str | os.PathLike | IO[bytes],
-        map_location: Any = None,
-        hparams_file: str | os.PathLike | None = None,
-        strict: bool | None = None,
-        weights_only: bool | None = None,
-        **kwargs: Any,
-    ) -> Self:
-        """A method from a checkpoint the Trainer wrote during unlearning (e.g. by ``ModelCheckpoint``).
-
-        The network comes from ``model=`` when given; otherwise from the checkpoint, which records it
-        when the original was a Classifier built by name (e.g. ``lightning-unlearn fit``). The weights
-        come from the checkpoint's state dict: the original checkpoint named by the ``checkpoint``
-        hyper-parameter is not read again (it may have moved). The file is read with ``weights_only``.
-
-        Raises:
-            ValueError: if no ``model`` is given and the checkpoint does not record its network, if the
-                file is an unlearned model written by :meth:`save_unlearned` (it loads with the original's
-                own class), or if it is not a trusted checkpoint.
-        """
-        is_path = isinstance(checkpoint_path, (str, os.PathLike))
-        payload = load_trusted(checkpoint_path, "checkpoint_path") if is_path else None  # type: ignore[arg-type]
-        if isinstance(payload, dict) and "method" in payload and "loops" not in payload:
-            raise ValueError(
-                f"{cls.__name__}.load_from_checkpoint: {str(checkpoint_path)!r} is an unlearned model written by"
-                " save_unlearned / `unlearn`, not a Trainer checkpoint of a method: load it with the original's own"
-                " load_from_checkpoint (e.g. Classifier.load_from_checkpoint) or lightning_unlearn.load_unlearned."
-            )
-        if kwargs.get("model") is None:
-            if payload is None:
-                raise ValueError(
-                    f"{cls.__name__}.load_from_checkpoint needs `model=` when `checkpoint_path` is not a file path,"
-                    f" got a {type(checkpoint_path).__name__}."
-                )
-            kwargs["model"] = cls._recorded_network(payload, checkpoint_path)
-        token = _FROM_STATE_DICT.set(True)  # the weights are the state dict's: `checkpoint` is not read again
-        try:
-            return super().load_from_checkpoint(
-                checkpoint_path, map_location, hparams_file, strict, True if weights_only is None else weights_only,
-                **kwargs,
-            )
-        finally:
-            _FROM_STATE_DICT.reset(token)
-
-    @classmethod
-    def _recorded_network(cls, payload: Any, path: Any) -> nn.Module:
-        """The (untrained) network a method checkpoint records, or a one-line error saying to pass ``model=``."""
-        from lightning_unlearn.models.networks import build_model
-
-        arch = _architecture_in(payload.get("architecture")) if isinstance(payload, dict) else None
-        if arch is None:
-            raise ValueError(
-                f"{cls.__name__}.load_from_checkpoint: {str(path)!r} does not record the network it unlearns (the"
-                f" original was not a Classifier built by name); pass it: {cls.__name__}.load_from_checkpoint(path,"
-                " model=net)."
-            )
-        classifier = payload.get("classifier_hyper_parameters")
-        if isinstance(classifier, dict):
-            return Classifier(**classifier)
-        return build_model(arch["model"], arch["num_classes"], tuple(arch["input_shape"]))  # type: ignore[arg-type]
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.runtime_s = float(checkpoint.get("unlearning_runtime_s", 0.0))
-        if self.architecture is None:  # a network rebuilt from the record keeps its description
-            self.architecture = _architecture_in(checkpoint.get("architecture"))
-        self._resumed_random_state = checkpoint.get("random_state")
-
-    def on_train_start(self) -> None:
-        # The global random state of the checkpoint, restored where the training loop resumes (the work
-        # done again before it, e.g. computing targets or measuring the request's splits, draws from it too).
-        state, self._resumed_random_state = getattr(self, "_resumed_random_state", None), None
-        if state is not None:
-            set_random_state(state)

@@ -9,7 +9,8 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from lightning_unlearn.methods.base import UnlearningMethod, _check_number
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.checks import check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.passes import eval_mode
 from lightning_unlearn.models.classifier import OptimizerName, split_batch
@@ -99,7 +100,7 @@ class BoundaryShrink(UnlearningMethod):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, optimizer=optimizer, lr=lr, max_epochs=max_epochs, **kwargs)
-        _check_number("epsilon", epsilon, "> 0 (FGSM step in input units)", lambda v: v > 0)
+        check_number("epsilon", epsilon, "> 0 (FGSM step in input units)", lambda v: v > 0)
         self.epsilon = float(epsilon)
         self.neighbour_table: Tensor | None = None  # dataset index -> neighbour label (-1: not in D_f)
 

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Subset
 
 from lightning_unlearn.data.seeding import index_uniform
-from lightning_unlearn.methods.base import _check_number
+from lightning_unlearn.methods.checks import check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.methods.soft_targets import SoftTargetMethod, redistribute_probabilities, soft_kl
 from lightning_unlearn.models.anatomy import set_requires_grad
@@ -133,10 +133,10 @@ class PRU(SoftTargetMethod):
         centroid_eps: float = 1e-8,
         **kwargs: Any,
     ) -> None:
-        _check_number("head_lr", head_lr, "> 0", lambda v: v > 0)
-        _check_number("centroid_eps", centroid_eps, "> 0", lambda v: v > 0)
+        check_number("head_lr", head_lr, "> 0", lambda v: v > 0)
+        check_number("centroid_eps", centroid_eps, "> 0", lambda v: v > 0)
         for name, value in (("weight_p", weight_p), ("weight_s", weight_s), ("weight_o", weight_o)):
-            _check_number(name, value, ">= 0", lambda v: v >= 0)
+            check_number(name, value, ">= 0", lambda v: v >= 0)
         super().__init__(model, max_epochs=max_epochs, **kwargs)
         self.automatic_optimization = False
         # C is frozen in the extractor phase (set before DDP wraps the model, so DDP only syncs E).

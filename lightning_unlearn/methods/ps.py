@@ -16,7 +16,7 @@ from torch.utils.data import DataLoader
 from lightning_unlearn.models.anatomy import set_requires_grad
 from lightning_unlearn.models.classifier import split_batch
 from lightning_unlearn.passes import embedding_pass, eval_mode, gather_rows
-from lightning_unlearn.methods.base import _check_integer
+from lightning_unlearn.methods.checks import check_integer
 from lightning_unlearn.methods.one_shot import OneShotHeadMethod
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.optim import build_scheduler, learning_rates, scale_learning_rates, scale_schedule
@@ -154,16 +154,16 @@ class PS(OneShotHeadMethod):
     ) -> None:
         super().__init__(model, lr=lr, max_epochs=max_epochs, **kwargs)
         self.automatic_optimization = False
-        _check_integer("epochs", epochs, 1)
-        _check_integer("top_k", top_k, 1)
+        check_integer("epochs", epochs, 1)
+        check_integer("top_k", top_k, 1)
         if top_k >= self.num_classes:
             raise ValueError(f"`top_k` must be < the number of classes ({self.num_classes}), got {top_k}.")
         if train not in ("both", "weight", "bias"):
             raise ValueError(f"`train` must be one of ['both', 'weight', 'bias'], got {train!r}.")
         if train != "weight" and self.anatomy.head.bias is None:
             raise ValueError(f"`train`={train!r} needs a head with a bias; the head {self.anatomy.head_name!r} has none.")
-        _check_integer("head_batch_size", head_batch_size, 1)
-        _check_integer("batch_size", batch_size, 1, allow_none=True)
+        check_integer("head_batch_size", head_batch_size, 1)
+        check_integer("batch_size", batch_size, 1, allow_none=True)
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         head = self.anatomy.head

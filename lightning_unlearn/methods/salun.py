@@ -11,7 +11,8 @@ from torch.nn import functional as F
 
 from lightning_unlearn.data.datamodule import TrainingData
 from lightning_unlearn.data.seeding import index_random_other_label
-from lightning_unlearn.methods.base import UnlearningMethod, _check_number
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.checks import check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.passes import eval_mode
 from lightning_unlearn.models.classifier import OptimizerName
@@ -90,7 +91,7 @@ class SalUn(UnlearningMethod):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
-        _check_number("threshold", threshold, "in (0, 1] (fraction of salient weights)", lambda v: 0.0 < v <= 1.0)
+        check_number("threshold", threshold, "in (0, 1] (fraction of salient weights)", lambda v: 0.0 < v <= 1.0)
         weights = sum(p.numel() for p in self.trainable_parameters())
         if int(round(threshold * weights)) < 1:  # no salient weight: every update would be masked out
             raise ValueError(f"`threshold`={threshold!r} selects no weight of the model's {weights} trainable weights"

@@ -10,7 +10,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from lightning_unlearn.data.datamodule import TrainingData
-from lightning_unlearn.methods.base import UnlearningMethod, _check_integer, _check_number
+from lightning_unlearn.methods.base import UnlearningMethod
+from lightning_unlearn.methods.checks import check_integer, check_number
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.models.classifier import OptimizerName, split_batch
 
@@ -104,10 +105,10 @@ class SCRUB(UnlearningMethod):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, optimizer=optimizer, lr=lr, weight_decay=weight_decay, max_epochs=max_epochs, **kwargs)
-        _check_integer("msteps", msteps, 0)
-        _check_number("temperature", temperature, "> 0", lambda v: v > 0)
+        check_integer("msteps", msteps, 0)
+        check_number("temperature", temperature, "> 0", lambda v: v > 0)
         for name, value in (("ce_weight", ce_weight), ("kd_weight", kd_weight)):
-            _check_number(name, value, ">= 0", lambda v: v >= 0)
+            check_number(name, value, ">= 0", lambda v: v >= 0)
         self.temperature, self.ce_weight, self.kd_weight = float(temperature), float(ce_weight), float(kd_weight)
         self.schedule = scrub_schedule(max_epochs, msteps)
         self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
