@@ -173,7 +173,15 @@ def test_default_budget_is_extended_once_for_a_run_on_course():
     assert not at_budget(on_course, max_steps=100)[0]  # a budget the user set is never extended
     assert not at_budget([(60, 0.5, 0.89), (84, 0.3, 0.89), (100, 0.3, 0.89)])[0]  # stalled
     assert not at_budget([(60, 0.5, 0.89), (84, 0.4, 0.89), (100, 0.395, 0.89)])[0]  # too slow: ~80 budgets away
-    assert not at_budget([(60, 0.5, 0.89), (84, 0.3, 0.89), (100, 0.1, 0.80)])[0]  # guard violated
+    assert not at_budget([(60, 0.5, 0.89), (84, 0.3, 0.89), (100, 0.1, 0.80)])[0]  # guard violated, aim not crossed
+    # A recovering run: the aim crossed, the guard violated since step 84 (limit 0.90 - 0.02 = 0.88), the retained
+    # accuracy climbing back at 0.003/step: the limit in ~10 steps -> extended.
+    recovering = [(60, 0.5, 0.89), (84, 0.0, 0.80), (92, 0.0, 0.82), (100, 0.0, 0.85)]
+    extended, request = at_budget(recovering)
+    assert extended and request.budget == 200 and request.violations > 0
+    assert not at_budget([(60, 0.5, 0.89), (84, 0.0, 0.80), (92, 0.0, 0.80), (100, 0.0, 0.80)])[0]  # not climbing
+    assert not at_budget([(60, 0.5, 0.89), (84, 0.0, 0.50), (92, 0.0, 0.501), (100, 0.0, 0.503)])[0]  # ~20 budgets away
+    assert not at_budget([(60, 0.5, 0.89), (84, 0.3, 0.80), (92, 0.2, 0.82), (100, 0.1, 0.85)])[0]  # aim not crossed
 
 
 # ----------------------------------------------------------------------------- runs

@@ -17,7 +17,8 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   samples of retained classes when there is no D_ref) may not fall more than ``guard`` below its
   value before unlearning; a state that violates it is never returned, and
   :data:`GUARD_PATIENCE` consecutive violating checks end the run unless the retained accuracy is
-  climbing back (methods that descend on D_r may wreck it first, then recover); the first
+  climbing back over the last check interval (methods that descend on D_r may wreck it first, then
+  recover); the first
   :data:`BACKOFFS` times the guard or a non-finite loss would end it, the run goes back to its best
   checked state with its learning rates halved instead; while the guard holds but the forget
   accuracy moves too slowly to reach the aim within the budget left, the learning rates are
@@ -36,7 +37,8 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   those checks (methods whose schedule overshoots on purpose, SCRUB, set ``rolls_back = False``);
 * ends the run at the target, at a guard violation or at the **step budget**
   (``max_steps``, default ``max(max_epochs`` passes, ``min_steps)``, granted once more to a run on
-  course to its target, :data:`BUDGET_EXTENSIONS`), then restores the best
+  course to its target or, having crossed its aim, climbing back to the guard's limit in time,
+  :data:`BUDGET_EXTENSIONS`), then restores the best
   checked state that respected the guard (the state before unlearning is one of them) and hands
   the caller an :class:`UnlearningOutcome`; a target not reached is an
   :class:`UnlearningTargetWarning`, or an :class:`UnlearningTargetError` with ``strict=True``.

@@ -98,7 +98,6 @@ class ServeRequest(RequestRule, Callback):
         self.stopped_by = "trainer"  # the Trainer's own limits (max_epochs, max_steps, max_time), unless set below
         self.violations = 0  # consecutive checks that violated the guard
         self.violated_since = 0  # the step of the first of them
-        self.violated_values: list[float] = []  # their held-out retained accuracies
         self.rolled_back = False  # whether the run went back to its best state once (see _roll_back)
         self.rollbacks: list[dict[str, float]] = []
         self.extensions = 0  # times the default budget was extended (see _extend_budget)
@@ -294,7 +293,7 @@ class ServeRequest(RequestRule, Callback):
                 warnings.warn(message, UnlearningTargetWarning, stacklevel=2)
 
     # ---------------------------------------------------------------- state
-    _RESUMED = ("violations", "violated_since", "violated_values", "rolled_back", "rollbacks", "extensions",
+    _RESUMED = ("violations", "violated_since", "rolled_back", "rollbacks", "extensions",
                 "budget", "next_check", "interval", "backoffs", "lr_scale", "base_lrs", "speedups", "lr_changed_at")
 
     def state_dict(self) -> dict[str, Any]:

@@ -14,7 +14,8 @@ STANDARD_ERRORS = 2.0
 """Instance-wise tolerance, in binomial standard errors of the forget set's size."""
 GUARD_PATIENCE = 3
 """A run ends after this many consecutive checks violate the guard, spanning at least ``GUARD_PATIENCE - 1``
-check intervals, unless the last of them rose above the first (methods that descend on D_r may recover)."""
+check intervals, unless the retained accuracy rose over the last check interval of the violation by more
+than one checked sample (methods that descend on D_r may recover)."""
 CHECK_SPACING = 2.0
 """Default cadence: a check every ``CHECK_SPACING × checked samples / batch size`` steps, the batch of a
 step being global (the per-process batch × the number of processes). A check is a forward pass over
