@@ -21,8 +21,11 @@ from torch.utils.data import DataLoader, Subset
 from lightning_unlearn.data.seeding import index_uniform
 from lightning_unlearn.models.classifier import split_batch
 from lightning_unlearn.outputs import predict
+from lightning_unlearn.passes import device_of, forward_context
 
 if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
+
     from lightning_unlearn.data.datamodule import UnlearningDataModule
 
 
@@ -48,6 +51,7 @@ def relearn(
     batch_size: int = 64,
     threshold: float | None = None,
     seed: int = 0,
+    trainer: Trainer | None = None,
 ) -> RelearningResult:
     """Fine-tune a copy of ``model`` on D_new (without the forgotten classes, if any) and track forget accuracy.
 
@@ -62,6 +66,10 @@ def relearn(
         threshold: forget accuracy that counts as "recovered"; ``relearn_epochs`` is the
             first epoch reaching it (``None`` when it never does).
         seed: seed of the shuffling (keyed by dataset index).
+        trainer: the Trainer of the run the model comes from (e.g. the unlearning run, as
+            :class:`~lightning_unlearn.callbacks.RelearningProbe` passes it): the relearning steps then run
+            under its precision (autocast, and its gradient scaler under ``16-mixed``) on the model's device,
+            as the run's own steps did. Without it: full precision on the model's device.
 
     Returns:
         The forget accuracy (on D_tf for class-wise forgetting, else on D_f) per epoch.
@@ -87,8 +95,9 @@ def relearn(
     probe_loader = datamodule.dataloader(probe_split)  # type: ignore[arg-type]
 
     student = copy.deepcopy(model)
-    device = next(student.parameters()).device
+    device = device_of(student)
     optimizer = torch.optim.SGD(student.parameters(), lr=lr, momentum=momentum)
+    scaler = getattr(getattr(trainer, "precision_plugin", None), "scaler", None)  # 16-mixed: a GradScaler
     base = Subset(new_ds, keep.tolist())
     result = RelearningResult(probe_split, [predict(student, probe_loader).accuracy], threshold)
     for epoch in range(epochs):
@@ -98,10 +107,16 @@ def relearn(
         student.train()
         for batch in loader:
             x, y = split_batch(batch)
-            loss = nn.functional.cross_entropy(student(x.to(device)), y.to(device))
+            with forward_context(trainer):
+                loss = nn.functional.cross_entropy(student(x.to(device)), y.to(device))
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            if scaler is None:
+                loss.backward()
+                optimizer.step()
+            else:
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
         result.forget_accuracy.append(predict(student, probe_loader).accuracy)
         if threshold is not None and result.relearn_epochs is None and result.forget_accuracy[-1] >= threshold:
             result.relearn_epochs = epoch + 1

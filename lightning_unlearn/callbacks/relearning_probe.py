@@ -84,7 +84,8 @@ class RelearningProbe(Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         model = getattr(pl_module, "unlearned_model", pl_module)
         start = time.perf_counter()
-        self.result = relearn(model, trainer.datamodule, self.epochs, self.lr, self.momentum, self.batch_size, self.threshold, self.seed)
+        self.result = relearn(model, trainer.datamodule, self.epochs, self.lr, self.momentum, self.batch_size, self.threshold,
+                              self.seed, trainer=trainer)  # under the run's precision, on its device
         self.probe_time_s = time.perf_counter() - start
         # Lightning logs at the count of batches that stepped (global_step counts optimiser steps): past both.
         first_step = max(trainer.global_step, trainer.fit_loop.epoch_loop._batches_that_stepped) + 1

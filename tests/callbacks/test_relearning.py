@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 
 import pytest
+import torch
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
@@ -57,3 +58,26 @@ def test_relearning_defaults_to_the_papers_momentum(mnist_dm, original_lenet):
     assert default == relearn(original_lenet, dm, epochs=3, momentum=0.9).forget_accuracy
     assert default != relearn(original_lenet, dm, epochs=3, momentum=0.0).forget_accuracy
     assert RelearningProbe().momentum == 0.9
+
+
+def test_relearning_runs_under_the_precision_of_the_trainer_it_is_given(mnist_dm, original_lenet):
+    """With the run's Trainer (as the probe passes it), the relearning steps run under its precision: bf16 autocast
+    on the CPU here, as the unlearning steps did; without one, in float32. The model given is never changed."""
+    from lightning.pytorch import Trainer
+
+    dm = mnist_dm("class")
+    dtypes: list[torch.dtype] = []
+    hook = original_lenet.model.register_forward_hook(lambda module, inputs, output: dtypes.append(output.dtype))
+    try:
+        before = {k: v.clone() for k, v in original_lenet.state_dict().items()}
+        plain = relearn(original_lenet, dm, epochs=1)
+        assert dtypes and set(dtypes) == {torch.float32}
+        dtypes.clear()
+        trainer = Trainer(accelerator="cpu", devices=1, precision="bf16-mixed", logger=False, enable_progress_bar=False)
+        mixed = relearn(original_lenet, dm, epochs=1, trainer=trainer)
+    finally:
+        hook.remove()
+    assert torch.bfloat16 in dtypes  # the training forwards (the probe passes stay in float32: they use no autocast)
+    assert all(torch.equal(v, before[k]) for k, v in original_lenet.state_dict().items())
+    assert mixed.forget_accuracy[0] == plain.forget_accuracy[0]  # the same model before relearning
+    assert 0.0 <= mixed.forget_accuracy[1] <= 1.0
