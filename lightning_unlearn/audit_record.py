@@ -42,14 +42,26 @@ import platform
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from lightning_unlearn.atomic import write_json_atomic
 from lightning_unlearn.serialization import plain
 
 if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import UnlearningDataModule
-    from lightning_unlearn.methods.base import UnlearningMethod
+
+
+
+class RecordedMethod(Protocol):
+    """What the record reads of a method (an :class:`~lightning_unlearn.methods.base.UnlearningMethod`), so that
+    this module, which the method's saving imports, does not import the method back."""
+
+    method_name: str
+    hparams: Any
+    outcome: Any
+    runtime_s: float
+    global_step: int
+
 
 AUDIT_FILE = "audit.json"
 AUDIT_VERSION = 1
@@ -94,7 +106,7 @@ def library_versions() -> dict[str, str]:
 
 
 def audit_record(
-    method: UnlearningMethod,
+    method: RecordedMethod,
     model_path: str | os.PathLike,
     datamodule: UnlearningDataModule,
     metrics: Any = None,
@@ -145,7 +157,7 @@ def audit_record(
 
 def write_audit_record(
     path: str | os.PathLike,
-    method: UnlearningMethod,
+    method: RecordedMethod,
     model_path: str | os.PathLike,
     datamodule: UnlearningDataModule,
     metrics: Any = None,
