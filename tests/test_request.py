@@ -148,6 +148,25 @@ def test_a_slow_run_doubles_its_learning_rates_until_its_pace_reaches_the_aim_wi
     assert len(request.backoffs) == 1 and request.speedups == []  # a step found too large is not grown again
 
 
+def test_checks_brought_forward_spend_only_what_the_regular_cadence_left():
+    """At most CHECKS_PER_INTERVAL checks per interval on average (plus FREE_CHECKS): near the aim a run may check
+    closely while it has checked less than that, and is held to the regular interval once it has used it up."""
+    from lightning_unlearn.request import CHECKS_PER_INTERVAL, FREE_CHECKS
+
+    assert (CHECKS_PER_INTERVAL, FREE_CHECKS) == (2.0, 2)
+    nearing = [(8, 0.5, 0.89), (16, 0.1, 0.89), (24, 0.05, 0.89)]  # 0.05 in 8 steps, 0.04 from the aim: soon
+    request, _ = _drive(nearing)
+    assert request.next_check == 24 + 3  # 3 checks by step 24 (allowance 2 * 24 / 8 + 2 = 8): brought forward
+    crowded = [(2 * k, 0.2 - 0.015 * k, 0.89) for k in range(1, 11)]  # 10 checks by step 20, the aim ~5 steps away
+    request, _ = _drive(crowded)
+    assert request.next_check == 20 + 8  # past its allowance (7 by step 20): the regular interval, never more
+    closing = [(2, 0.2, 0.89), (4, 0.15, 0.89), (6, 0.1, 0.89), (8, 0.05, 0.89)]  # the aim within 2 steps
+    request, _ = _drive(closing)
+    assert request.next_check == 8 + 4  # the 5th check is the 3rd over the allowance of 2 per interval: at step 12
+    fixed = ServeRequest(check_every=2)
+    assert fixed.check_every == 2  # a cadence the user set is kept (no allowance applies, see _within_allowance)
+
+
 def test_roll_back_only_after_a_check_that_respected_the_guard():
     crossed_through_guard = [(8, 0.5, 0.89), (16, 0.0, 0.80)]
     request, _ = _drive(crossed_through_guard)

@@ -29,10 +29,13 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   costs that dominate runs of a few seconds (measured on MNIST-5k/LeNet-5: 16-20% for NegGrad+,
   14-31% for UGradSL+, 25-64% for runs of 0.1-3 s; on All-CNN 20-22% for NegGrad+ and UGradSL+);
   the first two checks come after a quarter and a half of that, since the first steps move most), more often
-  when the forget accuracy is about to reach its aim; every check is a DDP-exact count
+  when the forget accuracy is about to reach its aim, after a return and while the guard is violated, but
+  never more than :data:`CHECKS_PER_INTERVAL` checks per regular interval on average over the run (plus
+  :data:`FREE_CHECKS`): the checks' share stays at most about a quarter, counted in samples passed, not
+  seconds, so every machine and process checks at the same steps; every check is a DDP-exact count
   (:func:`~lightning_unlearn.passes.class_counts`);
 * goes back once to the best checked state (weights and optimiser state), then checks eight times
-  as often, when the forget accuracy crossed its aim between two checks and landed past the target
+  as often for two intervals, when the forget accuracy crossed its aim between two checks and landed past the target
   or through a guard the previous check respected: the state that serves the request lay between
   those checks (methods whose schedule overshoots on purpose, SCRUB, set ``rolls_back = False``);
 * ends the run at the target, at a guard violation or at the **step budget**
@@ -51,7 +54,9 @@ from lightning_unlearn.request.options import (
     BUDGET_EXTENSIONS,
     CHECK_CAP,
     CHECK_SPACING,
+    CHECKS_PER_INTERVAL,
     CLASS_TARGET,
+    FREE_CHECKS,
     GUARD_PATIENCE,
     REQUEST_OPTIONS,
     SPEEDUP_FACTOR,
@@ -66,7 +71,8 @@ from lightning_unlearn.request.rule import RequestRule, _copy_optimizers, _copy_
 from lightning_unlearn.request.target import Target, _fixed_subset, check_loader, check_sets, derive_target
 
 __all__ = [
-    "BACKOFFS", "BACKOFF_FACTOR", "BUDGET_EXTENSIONS", "CHECK_CAP", "CHECK_SPACING", "CLASS_TARGET", "GUARD_PATIENCE",
+    "BACKOFFS", "BACKOFF_FACTOR", "BUDGET_EXTENSIONS", "CHECK_CAP", "CHECK_SPACING", "CHECKS_PER_INTERVAL", "CLASS_TARGET",
+    "FREE_CHECKS", "GUARD_PATIENCE",
     "REQUEST_OPTIONS", "SPEEDUPS", "SPEEDUP_FACTOR", "SPEEDUP_MARGIN", "STANDARD_ERRORS", "RequestRule", "ServeRequest",
     "ServedMethod", "Target", "TargetOption", "UnlearningOutcome", "UnlearningTargetError", "UnlearningTargetWarning",
     "check_loader", "check_sets", "derive_target", "trainer_rank_zero", "validate_request_options",

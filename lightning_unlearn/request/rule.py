@@ -21,6 +21,8 @@ from lightning_unlearn.request.options import (
     BACKOFF_FACTOR,
     BACKOFFS,
     BUDGET_EXTENSIONS,
+    CHECKS_PER_INTERVAL,
+    FREE_CHECKS,
     GUARD_PATIENCE,
     SPEEDUP_FACTOR,
     SPEEDUP_MARGIN,
@@ -266,7 +268,7 @@ class RequestRule:
         if returned:
             step = max(1, self.interval // 8)
         if soon:
-            self.next_check = self.steps + max(1, self.interval // 4)
+            self.next_check = self.steps + self._within_allowance(max(1, self.interval // 4))
             return
         if self.target is not None and len(self.history) >= 2:
             prev, last = self.history[-2], self.history[-1]
@@ -276,7 +278,19 @@ class RequestRule:
             if rate > 0 and remaining > 0:
                 floor = 1 if returned else max(1, self.interval // 8)  # after a return, down to every step
                 step = int(min(step, max(floor, math.floor(0.5 * remaining / rate))))
-        self.next_check = self.steps + max(step, 1)
+        self.next_check = self.steps + self._within_allowance(max(step, 1))
+
+    def _within_allowance(self, step: int) -> int:
+        """``step`` steps to the next check, or more where a check that soon would exceed the run's allowance of
+        :data:`CHECKS_PER_INTERVAL` checks per regular interval (plus :data:`FREE_CHECKS`): checks brought forward
+        spend what the regular cadence left unused, and no more, so the checks' share of the run stays bounded
+        (counted in checks and steps, never in seconds: the same run on any machine, and on every process,
+        checks at the same steps). Never beyond the regular interval; a cadence the user set is kept."""
+        if self.check_every:
+            return step
+        checks = len(self.history) - 1  # checks of trained states so far (the next one is checks + 1)
+        earliest = math.ceil((checks + 1 - FREE_CHECKS) * self.interval / CHECKS_PER_INTERVAL)
+        return max(step, min(earliest - self.steps, self.interval))
 
     def _returned_recently(self) -> bool:
         """Whether the run went back to its best state (a roll-back or a back-off) within the last two check
