@@ -160,6 +160,11 @@ def test_checks_brought_forward_spend_only_what_the_regular_cadence_left():
     crowded = [(2 * k, 0.2 - 0.015 * k, 0.89) for k in range(1, 11)]  # 10 checks by step 20, the aim ~5 steps away
     request, _ = _drive(crowded)
     assert request.next_check == 20 + 8  # past its allowance (7 by step 20): the regular interval, never more
+    assert request._within_allowance(1) == 8
+    request.rollbacks = [{"step": 18.0, "to_step": 16.0, "forget": 0.0}]  # within two intervals of its roll-back:
+    assert request._within_allowance(1) == 1  # the close checks that find the state it missed are not held back
+    request.steps = 18 + 16  # two intervals on: held back again, to step 36 (10 checks done: the 11th at 9 * 8 / 2)
+    assert request._within_allowance(1) == 2
     closing = [(2, 0.2, 0.89), (4, 0.15, 0.89), (6, 0.1, 0.89), (8, 0.05, 0.89)]  # the aim within 2 steps
     request, _ = _drive(closing)
     assert request.next_check == 8 + 4  # the 5th check is the 3rd over the allowance of 2 per interval: at step 12
