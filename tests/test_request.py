@@ -21,7 +21,7 @@ from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.outputs import predict
 from lightning_unlearn.methods import GradientAscent
 from lightning_unlearn.request import CLASS_TARGET, ServeRequest, Target, UnlearningTargetError, UnlearningTargetWarning, _copy_state
-from quality import SEEDS, quality
+from quality import SEEDS, per_seed, quality
 
 
 
@@ -387,23 +387,32 @@ def test_instance_request_without_held_out_data_names_ref_fraction(digits):
 @quality
 @pytest.mark.parametrize("name", ["NegGradPlus", "PRU"])
 def test_default_request_is_served_class_wise_on_mnist(mnist_dm, lenet_original, name):
-    """With every default, these methods serve a class-wise request on MNIST-5k/LeNet-5 on every seed.
+    """With every default, these methods serve a class-wise request on MNIST-5k/LeNet-5: a count over seeds.
 
     benchmarks/serve_request.py found them served on all 10 classes (original seed 0). Measured here
     (class 3, seeds 0-2): NegGradPlus reached after 39, 55 and 39 steps, test accuracy on retained
     classes +0.007, 0.000 and +0.012 against before; PRU after 25, 31 and 28 steps, -0.003, -0.019
-    and +0.005 (re-measured after the learning-rate back-off and speed-up rules: identical). The guard
-    holds the held-out D_ref (5% here, about 200 retained samples) within 2 points; the test split,
-    which no check sees, may differ from it by sampling (a standard error of the difference is about
-    1.5 points), so the bound on the test split is 3.5 points (worst measured: 1.9).
+    and +0.005. Under the check allowance, in one of the four configurations of tests/run_portability.sh
+    (ATEN_CPU_CAPABILITY=default, 2 threads) PRU missed one seed (the guard ended it at step 200 with D_f
+    at 0.009 and D_tf at 0.05; it was served in the other three configurations and before the allowance):
+    so at least 2 of 3 seeds, and every seed returns a state within the guard that says whether it served.
+    The guard holds the held-out D_ref (5% here, about 200 retained samples) within 2 points; the test
+    split, which no check sees, may differ from it by sampling (a standard error of the difference is
+    about 1.5 points), so the bound on the test split is 3.5 points (worst measured: 1.9).
     """
+    outcomes, drops = [], []
     for seed in SEEDS:
         dm, original = mnist_dm("class", seed), lenet_original(seed)
         unlearned = unlearn(original, dm, name, seed=seed)
         outcome = unlearned.unlearning_outcome
-        assert outcome.reached and outcome.stopped_by == "target", outcome.summary()
-        assert _accuracy(unlearned, dm, "forget") <= CLASS_TARGET and _accuracy(unlearned, dm, "test_forget") <= CLASS_TARGET
-        assert _accuracy(unlearned, dm, "test_retain") >= _accuracy(original, dm, "test_retain") - 0.035
+        outcomes.append(outcome)
+        drops.append(_accuracy(original, dm, "test_retain") - _accuracy(unlearned, dm, "test_retain"))
+        assert outcome.after["retained_heldout"] >= outcome.before["retained_heldout"] - 0.02 - 1e-9, outcome.summary()
+        if outcome.reached:
+            assert _accuracy(unlearned, dm, "forget") <= CLASS_TARGET and _accuracy(unlearned, dm, "test_forget") <= CLASS_TARGET
+    served = per_seed(f"{name}/served", lambda s: float(outcomes[s].reached))
+    assert sum(served) >= 2, [o.summary() for o in outcomes]  # measured 3/3 natively, 2/3 once (see above)
+    assert max(per_seed(f"{name}/test_retain_drop", lambda s: drops[s])) <= 0.035, drops
 
 
 def test_method_request_arguments_default_like_serve_request():

@@ -48,10 +48,12 @@ def test_gradient_ascent_forgets_a_class(quality_run):
     trained = per_seed("train_forget/rule", lambda s: runs[s]["forget"])
     forget = per_seed("forget/rule", lambda s: runs[s]["test_forget"])
     drop = per_seed("test_retain_drop/rule", lambda s: runs[s]["original/test_retain"] - runs[s]["test_retain"])
-    # The rule stops at the first check with D_f accuracy 0: D_f is what it guarantees (measured 0.00 every seed).
-    assert mean(trained) <= 0.05, trained
-    # D_tf follows, but the check that first sees D_f at 0 depends on the CPU's arithmetic: measured 0.00 on every
-    # seed on one CPU, 0.20 / 0.00 / 0.00 on another (the step that empties D_f leaves a fifth of D_tf); spread 0.20.
+    # The rule stops at the first check with D_f accuracy 0, unless the 3 epochs end first. Measured means over the
+    # four configurations of tests/run_portability.sh: 0.000 (native 1 thread, avx2, default) and 0.035 (native,
+    # 2 threads: one seed ended its epochs at 0.10 before the rule fired); single seeds 0.00-0.10.
+    assert mean(trained) <= 0.10, trained
+    # D_tf follows, but the check that first sees D_f at 0 depends on the CPU's arithmetic: measured means 0.000 in
+    # three configurations and 0.067 in one (0.20 / 0.00 / 0.00: the step that empties D_f leaves a fifth of D_tf).
     assert mean(forget) <= 0.15, forget
     # Ascent damages the rest, but the model is not destroyed: measured mean 0.097, per seed 0.05-0.16 (spread 0.11).
     assert mean(drop) <= 0.25, drop
