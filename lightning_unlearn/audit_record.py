@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import UnlearningDataModule
 
 
-
 class RecordedMethod(Protocol):
     """What the record reads of a method (an :class:`~lightning_unlearn.methods.base.UnlearningMethod`), so that
     this module, which the method's saving imports, does not import the method back."""

@@ -168,8 +168,9 @@ def test_checks_brought_forward_spend_only_what_the_regular_cadence_left():
     closing = [(2, 0.2, 0.89), (4, 0.15, 0.89), (6, 0.1, 0.89), (8, 0.05, 0.89)]  # the aim within 2 steps
     request, _ = _drive(closing)
     assert request.next_check == 8 + 4  # the 5th check is the 3rd over the allowance of 2 per interval: at step 12
-    fixed = ServeRequest(check_every=2)
-    assert fixed.check_every == 2  # a cadence the user set is kept (no allowance applies, see _within_allowance)
+    request, _ = _drive(crowded)
+    request.check_every = 2  # a cadence the user set is kept: no allowance applies
+    assert request._within_allowance(1) == 1
 
 
 def test_roll_back_only_after_a_check_that_respected_the_guard():

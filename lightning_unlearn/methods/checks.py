@@ -8,6 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from lightning_unlearn.passes import device_of, eval_mode
+
 
 def check_model_inputs(model: nn.Module, input_shape: Any, num_classes: int | None, what: str = "The model") -> None:
     """Before any work: ``model`` takes inputs of ``input_shape`` and gives at least one logit per class.
@@ -17,13 +19,9 @@ def check_model_inputs(model: nn.Module, input_shape: Any, num_classes: int | No
     Raises:
         ValueError: naming both shapes, when the forward pass fails or gives too few logits.
     """
-    params = next(iter(model.parameters()), None)
-    device = params.device if params is not None else torch.device("cpu")
-    was_training = model.training
-    model.eval()
     try:
-        with torch.no_grad():
-            logits = model(torch.zeros(2, *input_shape, device=device))
+        with eval_mode(model), torch.no_grad():
+            logits = model(torch.zeros(2, *input_shape, device=device_of(model)))
     except RuntimeError as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise ValueError(
@@ -31,8 +29,6 @@ def check_model_inputs(model: nn.Module, input_shape: Any, num_classes: int | No
             f" data module fails in its forward pass ({message}). The checkpoint and the data must describe the same"
             " inputs (channels, size)."
         ) from None
-    finally:
-        model.train(was_training)
     if not isinstance(logits, Tensor) or logits.ndim != 2 or (num_classes is not None and logits.shape[1] < num_classes):
         shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
         raise ValueError(

@@ -291,7 +291,7 @@ class RequestRule:
         state that serves the request lies between the two checks around the crossing, and an instance-wise
         target is a window a run can pass between two checks again (measured: SalUn, LeNet-5, random 10%,
         seed 1, served at step 9 after its roll-back with them, not served in 196 steps without)."""
-        if self.check_every or (self.rollbacks and self.steps - self.rollbacks[-1]["step"] < 2 * self.interval):
+        if self.check_every or self._within_two_intervals(self.rollbacks):
             return step
         checks = len(self.history) - 1  # checks of trained states so far (the next one is checks + 1)
         earliest = math.ceil((checks + 1 - FREE_CHECKS) * self.interval / CHECKS_PER_INTERVAL)
@@ -304,8 +304,12 @@ class RequestRule:
         for the rest of the run cost All-CNN runs on MNIST-5k more than training did (measured: SULI on
         class 9, a check every 3 to 6 steps for the 71 steps after its second back-off, at a regular interval
         of 25)."""
-        events = [e["step"] for e in (*self.rollbacks, *self.backoffs)]
-        return bool(events) and self.steps - max(events) < 2 * self.interval
+        return self._within_two_intervals([*self.rollbacks, *self.backoffs])
+
+    def _within_two_intervals(self, events: list[dict[str, float]]) -> bool:
+        """Whether the latest of ``events`` (returns to the best state, each with its ``step``) happened less than
+        two check intervals ago."""
+        return bool(events) and self.steps - max(e["step"] for e in events) < 2 * self.interval
 
     def _extend_budget(self, trainer: Trainer, pl_module: LightningModule) -> bool:
         """At the default budget, a run that is on course gets it once more (:data:`BUDGET_EXTENSIONS`).
