@@ -76,6 +76,9 @@ def main() -> None:
             outcome.pop(key)
         with open(args.output, "w") as f:
             json.dump(outcome, f)
+    if torch.distributed.is_initialized():  # end together: a process leaving while its peer still works can abort in gloo's teardown
+        trainer.strategy.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":

@@ -75,6 +75,9 @@ def main() -> None:
         torch.save({k: v.detach().clone() for k, v in method.model.state_dict().items()}, args.weights)
         with open(args.output, "w") as f:
             json.dump(outcome, f)
+    if torch.distributed.is_initialized():  # end together: a process leaving while its peer still works can abort in gloo's teardown
+        trainer.strategy.barrier()
+        torch.distributed.destroy_process_group()
 
 
 if __name__ == "__main__":
