@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -16,7 +17,9 @@ import pytest
 import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
 
-from lightning_unlearn import ClassForget, RandomForget, SubclassForget, UnlearningDataModule, create_method, train_classifier, unlearn
+from lightning_unlearn import (
+    ClassForget, RandomForget, SubclassForget, UnlearningDataModule, available_methods, create_method, get_method, train_classifier, unlearn,
+)
 from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.outputs import predict
 from lightning_unlearn.methods import GradientAscent
@@ -237,6 +240,15 @@ def test_unreachable_target_warns_and_strict_raises(digits):
     assert outcome.notes == [f"known limit: {GradientAscent.limitation}"] and "NegGradPlus" in GradientAscent.limitation
     with pytest.raises(UnlearningTargetError, match="GradientAscent did not reach its target"):
         unlearn(original, dm, "GradientAscent", lr=1e-6, max_steps=2, strict=True)
+    assert unlearned.unlearning_outcome.summary().count("..") == 0  # the note's own full stop is not doubled
+
+
+@pytest.mark.parametrize("name", [n for n in available_methods() if get_method(n).limitation])
+def test_a_declared_limit_names_registered_methods_to_use_instead(name):
+    """A warning that names a limit must also say what to use: every method it names exists."""
+    limitation = get_method(name).limitation
+    alternatives = [n for n in available_methods() if n != name and re.search(rf"\b{n}\b", limitation)]
+    assert alternatives and all(get_method(n).limitation is None for n in alternatives), (name, alternatives)
 
 
 def test_guard_violation_restores_the_best_state_that_respected_it(digits):

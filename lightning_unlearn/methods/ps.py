@@ -138,6 +138,13 @@ class PS(OneShotHeadMethod):
     data_need = "forget"
     iterative = True  # its head iterates on cached embeddings, towards the request's target
     paper = "Liu et al., Prototype Surgery (CCS 2025), PS: soft-label fine-tuning of the prototypes."
+    limitation = (
+        "it trains the head on D_f alone, towards the two closest other classes, with nothing holding the retained"
+        " classes: moving their prototypes costs them more than the guard allows before a whole class is forgotten"
+        " on most classes (measured: LeNet-5 on MNIST-5k, 10 of 30 class-wise requests over 3 seeds served, every"
+        " other one ended by the guard, also with lr 3e-4 or 1e-2, head batches of 32, top_k=3, or the weight or"
+        " bias alone); for a whole class use a method with a retain term (NegGradPlus, SalUn, UGradSLPlus)."
+    )
 
     def __init__(
         self,

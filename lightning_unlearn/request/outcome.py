@@ -68,7 +68,7 @@ class UnlearningOutcome:
         return (
             f"{self.method}: {head} after {self.steps} steps, stopped by {self.stopped_by},"
             f" {self.runtime_s:.2f} s ({self.check_time_s:.2f} s checks){guard}."
-        ) + "".join(f" Note: {note}." for note in self.notes)
+        ) + "".join(f" Note: {note.rstrip('.')}." for note in self.notes)
 
 
 def _hint(outcome: UnlearningOutcome) -> str:
