@@ -89,6 +89,13 @@ class SCRUB(UnlearningMethod):
 
     data_need = "both"
     paper = "Towards Unbounded Machine Unlearning (SCRUB; Kurmanji et al., NeurIPS 2023)."
+    limitation = (
+        "it forgets in its max epochs alone (msteps=1: one pass of KL ascent on D_f); its min epochs repair D_r and"
+        " forget no further, so a class the max epoch leaves standing stays at the budget, and more max epochs made the"
+        " unbounded KL ascent diverge to a non-finite loss (measured: LeNet-5 on MNIST-5k, 12 of 30 class-wise requests"
+        " over 3 seeds served; max and min epochs alternating for the whole budget served 1 of 2 that had failed, each run"
+        " hitting a non-finite loss twice); NegGradPlus, SalUn and UGradSLPlus forget for as long as the request runs."
+    )
 
     def __init__(
         self,
