@@ -3,7 +3,7 @@
 For each model, every method runs with its default arguments (target, guard and step budget on)
 on MNIST-5k:
 
-* class-wise, one run per class in ``--classes`` (original seed 0);
+* class-wise, one run per class in ``--classes`` and original seed in ``--class_seeds`` (default: seed 0);
 * sub-class (10% of ``--subclass_class``) and random 10%, one run per seed in ``--seeds``.
 
 Per method and scenario it reports the share of runs that reached their target, the share whose
@@ -68,11 +68,11 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
     methods = args.methods or [m for m in available_methods() if m != "Retrain"]
     for model_name in args.models:
         settings = RunSettings("mnist5k", model_name, args.original_epochs, 0, 0.1, 0, None, "cpu", 1, "32-true", True)
-        requests = [("class", c, 0) for c in args.classes]
+        requests = [("class", c, seed) for seed in args.class_seeds for c in args.classes]
         requests += [(s, args.subclass_class, seed) for s in ("subclass", "random") for seed in args.seeds]
         originals: dict[int, tuple] = {}
         for scenario, klass, seed in requests:
-            key = f"{klass}" if scenario == "class" else f"seed {seed}"
+            key = (f"{klass}" if seed == 0 else f"{klass} seed {seed}") if scenario == "class" else f"seed {seed}"
             pending = [m for m in ["Original", *methods] if (model_name, scenario, key, m) not in done]
             if not pending:
                 continue
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                         stopped_by=outcome.stopped_by, runtime_s=outcome.runtime_s, check_time_s=outcome.check_time_s,
                         wall_s=wall, gap=gap(scores(unlearned, dm, seed), ref_scores), after=outcome.after,
                     )
-                    if args.wall_clock and scenario == "class" and klass == args.classes[0] and outcome.steps > 0:
+                    if args.wall_clock and scenario == "class" and key == str(args.classes[0]) and outcome.steps > 0:
                         bare = create_method(name, original, **{**options, "target": None, "guard": None, "max_steps": outcome.steps})
                         start = time.perf_counter()
                         unlearn(original, dm, method=bare)
@@ -171,6 +171,7 @@ def main() -> None:
     parser.add_argument("--models", type=json.loads, default=["lenet5", "allcnn"])
     parser.add_argument("--classes", type=json.loads, default=list(range(10)))
     parser.add_argument("--seeds", type=json.loads, default=[0, 1, 2, 3, 4])
+    parser.add_argument("--class_seeds", type=json.loads, default=[0], help="original seeds of the class-wise requests")
     parser.add_argument("--subclass_class", type=int, default=3)
     parser.add_argument("--methods", type=json.loads, default=None)
     parser.add_argument("--original_epochs", type=int, default=12)
