@@ -254,6 +254,8 @@ CASES: dict[str, Callable[[], Any] | list[str]] = {
     "optimizer-not-an-optimizer": _method("FineTune", optimizer=torch.optim.lr_scheduler.StepLR),
     "lr-scheduler-not-callable": _method("FineTune", lr_scheduler="steplr"),
     "seed-negative": _method("FineTune", seed=-1),
+    "freeze-batchnorm-word": _method("SU", freeze_batchnorm="yes"),
+    "freeze-batchnorm-retrain": _method("Retrain", freeze_batchnorm=True),
     "head-unknown": _method("FineTune", head="classifier"),
     "cli-benchmark-unknown-method": ["benchmark", "--methods", "[Foo]", "--output", "out"],
     # request options

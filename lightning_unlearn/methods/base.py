@@ -20,7 +20,7 @@ from lightning_unlearn.data.datamodule import SPLITS, TrainingData
 from lightning_unlearn.methods.checks import check_model_inputs, check_number, non_finite_inputs
 from lightning_unlearn.methods.persistence import FROM_STATE_DICT, MethodCheckpoints
 from lightning_unlearn.metrics.accuracy import SplitAccuracy
-from lightning_unlearn.models.anatomy import Anatomy
+from lightning_unlearn.models.anatomy import Anatomy, batchnorm_layers
 from lightning_unlearn.outputs import SplitOutputs, predict
 from lightning_unlearn.request import REQUEST_OPTIONS, ServeRequest, UnlearningOutcome, validate_request_options
 from lightning_unlearn.models.classifier import split_batch
@@ -86,6 +86,10 @@ class UnlearningMethod(MethodCheckpoints, LightningModule):
             this many passes (see ``max_steps``); without one (``target=None``), the epoch budget.
         val_splits: splits whose accuracy is logged as ``val/<split>_acc`` when the Trainer validates.
         seed: seed of the method's own random choices.
+        freeze_batchnorm: keep every BatchNorm layer of the model in eval mode while it trains: layers normalise
+            with the running statistics of the original training and do not update them (their affine weights
+            still train). Off by default. A method that trains on D_f alone updates them from batches of the
+            forgotten samples only (one class, for a class-wise request), which shifts every class's features.
         target: the request's target: ``"auto"`` (default: derived from the forget specification;
             see :mod:`lightning_unlearn.request`), a forget accuracy in [0, 1], or ``None`` (run the
             fixed budget only).
@@ -136,6 +140,7 @@ class UnlearningMethod(MethodCheckpoints, LightningModule):
         max_epochs: int = 5,
         val_splits: tuple[str, ...] = ("forget", "test"),
         seed: int = 0,
+        freeze_batchnorm: bool = False,
         target: float | Literal["auto"] | None = "auto",
         guard: float | None = 0.02,
         strict: bool = False,
@@ -173,6 +178,8 @@ class UnlearningMethod(MethodCheckpoints, LightningModule):
             raise ValueError(f"`val_splits` must be a list of split names among {list(SPLITS)}, got {val_splits!r}.")
         if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
             raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}.")
+        if not isinstance(freeze_batchnorm, bool):
+            raise TypeError(f"`freeze_batchnorm` must be a bool, got {freeze_batchnorm!r}.")
         validate_request_options(target, guard, strict, max_steps, min_steps, check_every)
         if max_epochs == 0 and self.trains_in_epochs and target is None and max_steps is None:
             raise ValueError(
@@ -319,6 +326,14 @@ class UnlearningMethod(MethodCheckpoints, LightningModule):
         self.check_finite(loss)
         self.log("train/loss", loss.detach(), prog_bar=True)
         return loss
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> int | None:
+        """With ``freeze_batchnorm``: every BatchNorm layer in eval mode for the step (before each batch: Lightning
+        and the method's own no-grad passes put the model back in train mode)."""
+        if self.hparams.get("freeze_batchnorm", False):
+            for layer in batchnorm_layers(self.model):
+                layer.eval()
+        return None
 
     def check_finite_inputs(self, loss: Tensor, batch: Any) -> None:
         """On a non-finite ``loss``: a clear error if the batch's inputs hold NaN or infinity (no learning rate helps)."""

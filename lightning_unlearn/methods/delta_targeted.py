@@ -68,6 +68,13 @@ class DeltaTargeted(SoftTargetMethod):
         "δ-Targeted^λ: Towards Safe Machine Unlearning: a Paradigm that Mitigates Performance Degradation"
         " (WWW 2025 submission)."
     )
+    limitation = (
+        "it trains D_f towards other labels alone, with nothing holding the retained classes: on a model with BatchNorm"
+        " they fall past the guard before a whole class is forgotten on half the classes (measured: All-CNN on"
+        " MNIST-5k, original of seed 0, 5 of 10 class-wise requests served, against 28 of 30 on LeNet-5 over 3 seeds;"
+        " freeze_batchnorm=True served 2 of 9 at lr 1e-4 and at 1e-5); NegGradPlus, UGradSLPlus and SalUn hold them"
+        " with D_r."
+    )
 
     def __init__(
         self,

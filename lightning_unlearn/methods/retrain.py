@@ -85,6 +85,11 @@ class Retrain(UnlearningMethod):
         # The reference trains its whole budget: its "before" is a fresh network, so neither a target nor a
         # guard measured on it means anything (a random network already "forgets" every class).
         super().__init__(model, lr=lr, max_epochs=max_epochs, seed=seed, target=target, guard=guard, **kwargs)
+        if self.hparams.freeze_batchnorm:
+            raise ValueError(
+                "`freeze_batchnorm=True` would keep the BatchNorm statistics of Retrain's freshly initialised network (mean 0,"
+                " variance 1) for its whole training; Retrain trains from scratch: leave it False."
+            )
         if recipe not in ("auto", "model", "cross_entropy"):
             raise ValueError(f"`recipe` must be one of ['auto', 'model', 'cross_entropy'], got {recipe!r}.")
         own = _own_recipe(self.model)

@@ -143,7 +143,7 @@ class SCRUB(UnlearningMethod):
             self.phase_log.append((self.phase, 0))
         if batch["forget" if self.phase == "max" else "retain"] is None:
             return -1  # this phase's split is exhausted: end the epoch
-        return None
+        return super().on_train_batch_start(batch, batch_idx)
 
     def unlearning_step(self, batch: Any, batch_idx: int) -> Tensor:
         self.teacher.eval()

@@ -236,10 +236,15 @@ def set_requires_grad(parameters: list[nn.Parameter] | Iterator[nn.Parameter], f
         p.requires_grad_(flag)
 
 
+def batchnorm_layers(model: nn.Module) -> list[nn.Module]:
+    """Every BatchNorm layer of ``model`` (1d, 2d, 3d, SyncBatchNorm, lazy ones)."""
+    return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 @contextmanager
 def frozen_batchnorm(model: nn.Module) -> Iterator[None]:
     """Put every BatchNorm of ``model`` in eval mode inside the context (running stats untouched)."""
-    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    norms = batchnorm_layers(model)
     modes = [m.training for m in norms]
     for m in norms:
         m.eval()
