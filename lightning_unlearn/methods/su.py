@@ -71,6 +71,13 @@ class SU(SoftTargetMethod):
         "SU: Fine-Grained and Efficient Self-Unlearning with Layered Iteration"
         " (SULI paper, Lyu et al., IJCAI 2025), single-step baseline."
     )
+    limitation = (
+        "it trains on D_f alone, with nothing holding the retained classes: on a model with BatchNorm they can fall past"
+        " the guard before a whole class is forgotten (measured: All-CNN on MNIST-5k, 24 of 30 class-wise requests"
+        " served over originals of seeds 0-2, against 30 of 30 on LeNet-5); on such a model try freeze_batchnorm=True"
+        " with lr=3e-5 (29 of 30 on the same All-CNN requests; not the default: lr 3e-5 served 18 of 20 on LeNet-5),"
+        " or NegGradPlus, UGradSLPlus or SalUn, which hold the retained classes with D_r."
+    )
 
     def __init__(
         self,
