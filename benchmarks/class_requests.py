@@ -23,7 +23,8 @@ from pathlib import Path
 import torch
 
 from lightning_unlearn import create_method, train_classifier, unlearn
-from lightning_unlearn.benchmark_runs import ReplicateSeeds, RunSettings, _datamodule
+from lightning_unlearn.benchmark_runs import ReplicateSeeds, RunSettings, _datamodule, _method_options
+from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.data.forget import ClassForget
 from lightning_unlearn.request import UnlearningTargetWarning
 
@@ -46,15 +47,16 @@ def main() -> None:
     with Path(args.output).open("a") as out:
         for seed in args.seeds:
             seeds = ReplicateSeeds(seed, seed, seed, seed)
+            recorder = PrototypeRecorder()  # NaivePS's recording, as in serve_request.py
             original = train_classifier(_datamodule(settings, ClassForget(0), seeds), args.model,
-                                        max_epochs=args.original_epochs, seed=seed)
+                                        max_epochs=args.original_epochs, seed=seed, callbacks=[recorder])
             for klass in args.classes:
                 dm = _datamodule(settings, ClassForget(klass), seeds)
                 for name in args.methods:
                     options = dict(args.options)
                     if args.lr_scale != 1.0:
                         options["lr"] = create_method(name, original, seed=seed).hparams.lr * args.lr_scale
-                    method = create_method(name, original, seed=seed, **options)
+                    method = create_method(name, original, **_method_options(name, [recorder], seed, None), **options)
                     start = time.perf_counter()
                     with warnings.catch_warnings():
                         warnings.simplefilter("ignore", UnlearningTargetWarning)
