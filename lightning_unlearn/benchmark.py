@@ -137,7 +137,7 @@ def run_benchmark(
             (the numbers do not depend on it).
         stopping: serve each request as the methods do by default: run until the request's
             target (class-wise: forget accuracy at most 1% on D_f and D_tf; sub-class and random:
-            forget accuracy down to the held-out accuracy of the same classes before unlearning),
+            D_f's losses like those of held-out samples of the same classes before unlearning),
             within the utility guard and a step budget (see :mod:`lightning_unlearn.request`);
             false: run each method's fixed epoch budget with no target and no guard.
         per_example_bank: 0 (the default): no per-example scores. K >= 8: also score every row per example

@@ -6,8 +6,9 @@
   ``DistributedSampler`` adds (every sample is seen by exactly one process);
 * :func:`embedding_pass` -- one no-grad pass yielding logits, embeddings, labels and dataset indices;
 * :func:`gather_rows` -- concatenate unequal per-process tensors;
-* :func:`class_counts` -- correct predictions and sample counts per class, summed over processes
-  (the DDP-exact accuracy the request checks decide on).
+* :func:`class_counts` -- correct predictions and sample counts per class, summed over processes;
+* :func:`logits_pass` -- every sample's logits and label, gathered from all processes (what the request
+  checks decide on: each process sees its own share, so the result does not depend on their number).
 """
 
 from __future__ import annotations
@@ -135,3 +136,27 @@ def class_counts(model: nn.Module, loader: DataLoader, num_classes: int, trainer
         correct = trainer.strategy.reduce(correct, reduce_op="sum")
         total = trainer.strategy.reduce(total, reduce_op="sum")
     return correct.cpu().long(), total.cpu().long()
+
+
+def logits_pass(model: nn.Module, loader: DataLoader, num_classes: int, trainer: Trainer | None = None) -> tuple[Tensor, Tensor]:
+    """``(logits, labels)`` of every sample of ``loader``, in the loader's order: one no-grad eval-mode pass,
+    each process over its own share, gathered from all (CPU; logits in float32), so every process holds the
+    same rows in the same order as one process would (sums over them then round alike too)."""
+    rank, world = rank_world(trainer)
+    device = device_of(model)
+    logits, labels = [], []
+    with torch.no_grad(), eval_mode(model):
+        for batch in shard_loader(loader, rank, world):
+            x, y = split_batch(batch)
+            with forward_context(trainer):
+                logits.append(model(x.to(device, non_blocking=True)).float())
+            labels.append(torch.as_tensor(y).to(device))
+    if not logits:  # a share with no sample (fewer samples than processes)
+        logits, labels = [torch.zeros(0, num_classes, device=device)], [torch.zeros(0, dtype=torch.long, device=device)]
+    out, target = torch.cat(logits), torch.cat(labels)
+    if trainer is not None and world > 1:
+        position = torch.arange(rank, len(loader.dataset), world, device=out.device)  # type: ignore[arg-type]
+        out, target, position = (gather_rows(t, trainer) for t in (out, target, position))
+        order = position.argsort()
+        out, target = out[order], target[order]
+    return out.cpu(), target.cpu().long()

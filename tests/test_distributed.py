@@ -122,10 +122,10 @@ def test_ddp_example_bf16_two_processes_matches_one(original_ckpt, single_proces
         assert abs(acc1[split] - acc2[split]) <= TOLERANCE, (split, acc1, acc2)
 
 
-def _decisions(original_ckpt: Path, devices: int, batch: int) -> dict:
-    out = original_ckpt.parent / f"decisions_{devices}.json"
+def _decisions(original_ckpt: Path, devices: int, batch: int, *more: str) -> dict:
+    out = original_ckpt.parent / f"decisions_{devices}{'_'.join(more)}.json"
     _run([sys.executable, str(REPO / "tests" / "scripts" / "request_decisions.py"), str(original_ckpt), str(out),
-          "--devices", str(devices), "--batch_size", str(batch)])
+          "--devices", str(devices), "--batch_size", str(batch), *more])
     return json.loads(out.read_text())
 
 
@@ -136,6 +136,20 @@ def test_request_decisions_two_processes_equal_one(original_ckpt):
     assert len(one["history"]) > 3  # several checks before the decision
     assert two == one  # every check value, the target, the stop, the returned step, the logged accuracies: exactly equal
     assert one["split_sizes"]["retain"] % 2 == 1 and 0.5 < one["validation"]["val/retain_acc"] < 1  # a padded shard, a non-trivial value
+
+
+def test_instance_request_decisions_two_processes_equal_one(original_ckpt):
+    """An instance-wise request (the 100 samples of a class the model is most confident on; its target the
+    membership AUC of D_f's losses against D_ref's before unlearning, from every checked sample's logits gathered
+    over the processes): 2 gloo processes check, decide, stop and restore exactly like 1. Lowering the class's
+    bias raises D_f's losses at every step, so every check reads another AUC (measured: 0.79 before, falling
+    by about 0.01 per check at shift 0.05)."""
+    more = ("--request", "instance", "--shift", "0.1")
+    one, two = _decisions(original_ckpt, 1, 64, *more), _decisions(original_ckpt, 2, 32, *more)
+    auc = [h["membership"] for h in one["history"]]
+    assert one["target"]["statistic"] == "membership" and len(auc) > 5 and all(b < a for a, b in zip(auc, auc[1:]))
+    assert auc[0] > 0.6 and one["stopped_by"] == "target" and one["reached"] is True
+    assert two == one
 
 
 def _served(original_ckpt: Path, devices: int, batch: int) -> tuple[dict, dict[str, torch.Tensor]]:

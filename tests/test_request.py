@@ -13,6 +13,7 @@ import re
 import warnings
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from lightning.pytorch.utilities.exceptions import MisconfigurationException
@@ -24,6 +25,7 @@ from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.outputs import predict
 from lightning_unlearn.methods import GradientAscent
 from lightning_unlearn.request import CLASS_TARGET, ServeRequest, Target, UnlearningTargetError, UnlearningTargetWarning, _copy_state
+from lightning_unlearn.request.target import membership_auc, membership_tolerance
 from quality import SEEDS, per_seed, quality
 
 
@@ -54,12 +56,35 @@ def _state(model):
 # ----------------------------------------------------------------------------- target logic
 def test_target_logic_on_controlled_values():
     cls = Target("class", 0.01, 0.0, "")
-    assert cls.reached(0.0) and cls.reached(0.01) and not cls.reached(0.02)
-    assert cls.distance(0.5) == pytest.approx(0.49) and cls.aim_crossed(0.005) and not cls.aim_crossed(0.3)
+    f = lambda forget, **more: {"forget": forget, **more}  # noqa: E731
+    assert cls.reached(f(0.0)) and cls.reached(f(0.01)) and not cls.reached(f(0.02))
+    assert not cls.reached(f(0.0, forget_heldout=0.02))  # D_tf counts too
+    assert cls.distance(f(0.5)) == pytest.approx(0.49) and cls.aim_crossed(f(0.005)) and not cls.aim_crossed(f(0.3))
     inst = Target("instance", 0.9, 0.03, "")
-    assert inst.reached(0.92) and inst.reached(0.88) and not inst.reached(0.95) and not inst.reached(0.85)
-    assert inst.distance(0.85) == pytest.approx(0.05)  # over-forgetting is as far as under-forgetting
-    assert inst.aim_crossed(0.9) and not inst.aim_crossed(0.91)
+    assert inst.reached(f(0.92)) and inst.reached(f(0.88)) and not inst.reached(f(0.95)) and not inst.reached(f(0.85))
+    assert inst.distance(f(0.85)) == pytest.approx(0.05)  # over-forgetting is as far as under-forgetting
+    assert inst.aim_crossed(f(0.9)) and not inst.aim_crossed(f(0.91))
+    # membership: the AUC of D_f's losses against D_ref's, aimed at 0.5 within 0.04, either way
+    mem = Target("instance", 0.5, 0.04, "", "membership", 0.9)
+    assert mem.reached(f(0.97, membership=0.53)) and mem.reached(f(0.88, membership=0.47))
+    assert not mem.reached(f(0.9, membership=0.56))  # remembers
+    assert not mem.reached(f(0.9, membership=0.40))  # forgot too much: the attack sees D_f by its high losses
+    assert mem.distance(f(1.0, membership=0.44)) == pytest.approx(0.06)
+    assert mem.aim_crossed(f(0.95, membership=0.5)) and not mem.aim_crossed(f(0.8, membership=0.51))
+
+
+def test_membership_auc_on_controlled_losses():
+    ref = np.array([1.0, 2.0, 3.0, 4.0])
+    ones = np.ones(4)
+    assert membership_auc(np.array([0.1, 0.2]), ref, ones) == 1.0  # every D_f loss below every D_ref loss
+    assert membership_auc(np.array([5.0, 6.0]), ref, ones) == 0.0
+    assert membership_auc(np.array([2.5]), ref, ones) == 0.5
+    assert membership_auc(np.array([2.0]), ref, ones) == pytest.approx(0.625)  # ties count half
+    assert membership_auc(np.array([2.5]), ref, np.array([0.0, 0.0, 1.0, 1.0])) == 1.0  # weights pick D_ref's rows
+    rng = np.random.default_rng(0)
+    same = [membership_auc(rng.normal(size=200), rng.normal(size=300), np.ones(300)) for _ in range(200)]
+    tolerance = membership_tolerance(200, np.ones(300))  # two standard errors under one distribution
+    assert abs(np.mean(same) - 0.5) < 0.01 and 0.9 < np.mean(np.abs(np.array(same) - 0.5) <= tolerance) < 0.99
 
 
 def test_instance_target_is_the_held_out_accuracy_of_the_same_classes_within_two_standard_errors(digits):
@@ -72,10 +97,16 @@ def test_instance_target_is_the_held_out_accuracy_of_the_same_classes_within_two
     same_class = predict(original, dm.dataloader("ref"))
     mask = same_class.labels == 2
     expected = (same_class.logits[mask].argmax(1) == 2).double().mean().item()
-    assert ref_labels.eq(2).sum() > 0 and target["kind"] == "instance"
-    assert target["aim"] == pytest.approx(expected, abs=1e-9)  # class-conditional, before unlearning
+    assert ref_labels.eq(2).sum() > 0 and target["kind"] == "instance" and target["statistic"] == "membership"
+    assert target["accuracy_aim"] == pytest.approx(expected, abs=1e-9)  # class-conditional, before unlearning
     n = len(dm.forget_indices)
-    assert target["tolerance"] == pytest.approx(2 * math.sqrt(max(expected * (1 - expected), 0.25 / n) / n))
+    m = int(mask.sum())  # D_ref: one class, equal weights
+    assert target["aim"] == 0.5 and target["tolerance"] == pytest.approx(2 * math.sqrt((n + m + 1) / (12 * n * m)))
+    before = unlearned.unlearning_outcome.before
+    forget = predict(original, dm.dataloader("forget"))
+    losses = lambda p: torch.nn.functional.cross_entropy(p.logits.double(), p.labels, reduction="none").numpy()  # noqa: E731
+    ref_losses = losses(same_class)[mask.numpy()]
+    assert before["membership"] == pytest.approx(membership_auc(losses(forget), ref_losses, np.ones(m)), abs=1e-6)
 
 
 # ----------------------------------------------------------------------------- decisions on controlled checks
@@ -93,7 +124,7 @@ def _drive(checks, *, rolls_back=True, interval=8, before=0.9, checked=500, lr=N
     request.loaders = {"retained_heldout": SimpleNamespace(dataset=range(checked))}
     request.base_lrs = [[lr]] if lr is not None else []
     request.interval, request.budget = interval, budget
-    request.best = (request.target.distance(1.0), 0, _copy_state(module), [o.state_dict() for o in optimizers])
+    request.best = (request.target.distance({"forget": 1.0}), 0, _copy_state(module), [o.state_dict() for o in optimizers])
     request.module, request.trainer = module, trainer  # (for the assertions)
     for step, forget, retained in checks:
         request.steps = step

@@ -226,8 +226,7 @@ class NaivePS(OneShotHeadMethod):
             self._set_head(new_weight, rec.has_bias)
             if not serving:
                 break
-            splits = tuple(s for s in request.loaders if s != "ref")  # type: ignore[union-attr]
-            score, respected, _ = request.judge(request._measure(trainer, self, splits))  # type: ignore[union-attr]
+            score, respected, _ = request.judge(request._measure(trainer, self))  # type: ignore[union-attr]
             served = respected and request.target.reached_at(score)  # type: ignore[union-attr]
             if served:
                 break

@@ -20,7 +20,7 @@ from lightning_unlearn.methods.checks import check_integer
 from lightning_unlearn.methods.one_shot import OneShotHeadMethod
 from lightning_unlearn.methods.registry import register_method
 from lightning_unlearn.optim import build_scheduler, learning_rates, scale_learning_rates, scale_schedule
-from lightning_unlearn.request import BACKOFF_FACTOR, BACKOFFS, GUARD_PATIENCE, ServeRequest
+from lightning_unlearn.request import BACKOFF_FACTOR, BACKOFFS, GUARD_PATIENCE, ServeRequest, check_values
 
 HeadPart = Literal["both", "weight", "bias"]
 
@@ -205,8 +205,6 @@ class PS(OneShotHeadMethod):
         trainer = self._fit_trainer
         out = {}
         for split, loader in request.loaders.items():
-            if split == "ref":  # read once, before unlearning, by the request itself
-                continue
             chunks = list(embedding_pass(self.anatomy, loader, trainer))
             emb = gather_rows(torch.cat([c[1].float() for c in chunks]), trainer)
             out[split] = (emb, gather_rows(torch.cat([c[2] for c in chunks]), trainer))
@@ -275,15 +273,16 @@ class PS(OneShotHeadMethod):
         if not serving:
             checks = {}
         elif through:
-            checks = {split: self._inputs_of(loader)[:2] for split, loader in request.loaders.items() if split != "ref"}  # type: ignore[union-attr]
+            checks = {split: self._inputs_of(loader)[:2] for split, loader in request.loaders.items()}  # type: ignore[union-attr]
         else:
             checks = self.check_embeddings(request)  # type: ignore[arg-type]
 
         def judge() -> tuple[float, bool, bool]:
-            values = {}
+            outputs = {}
             for split, (data, labels) in checks.items():
                 scores = self._model_logits(data) if through else F.linear(data.to(head.weight.dtype), head.weight, head.bias)
-                values[split] = float((scores.argmax(1) == labels).float().mean())
+                outputs[split] = (scores.float().cpu(), labels.cpu().long())
+            values = check_values(outputs, request.forget_weights, request.reference)  # type: ignore[union-attr]
             return request.judge(values)  # type: ignore[union-attr]
 
         def set_gradients(batch: Tensor) -> None:

@@ -8,10 +8,11 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
 
   - class-wise: the accuracy on D_f, and on the test samples of the forgotten classes (D_tf), at
     most ``target`` (default 0.01);
-  - sub-class, random or explicit indices: the accuracy on D_f brought down to the accuracy the
-    model had *before unlearning* on held-out samples (D_ref) of the same classes, weighted like
-    D_f's classes; reached when within two binomial standard errors of it (of D_f's size), in
-    either direction -- forgetting too much is a failure too, since a membership attack sees it;
+  - sub-class, random or explicit indices: D_f's losses like those the model gave, *before
+    unlearning*, to held-out samples (D_ref) of the same classes, weighted like D_f's classes: the
+    membership AUC (:func:`membership_auc`) at 0.5, reached within two of its standard errors, in
+    either direction -- forgetting too much is a failure too, since a membership attack sees it (a
+    number as ``target`` aims at that forget accuracy instead, within two binomial standard errors);
 
 * keeps the **utility guard**: the held-out accuracy on retained classes (D_ref, or the test
   samples of retained classes when there is no D_ref) may not fall more than ``guard`` below its
@@ -32,8 +33,9 @@ is served rather than for a fixed number of epochs. :class:`ServeRequest` (attac
   when the forget accuracy is about to reach its aim, after a return and while the guard is violated, but
   never more than :data:`CHECKS_PER_INTERVAL` checks per regular interval on average over the run (plus
   :data:`FREE_CHECKS`): the checks' share stays at most about a quarter, counted in samples passed, not
-  seconds, so every machine and process checks at the same steps; every check is a DDP-exact count
-  (:func:`~lightning_unlearn.passes.class_counts`);
+  seconds, so every machine and process checks at the same steps; every check reads every checked
+  sample's logits, each process its share, gathered (:func:`~lightning_unlearn.passes.logits_pass`), so 1 and N
+  processes decide alike;
 * goes back once to the best checked state (weights and optimiser state), then checks eight times
   as often for two intervals, when the forget accuracy crossed its aim between two checks and landed past the target
   or through a guard the previous check respected: the state that serves the request lay between
@@ -68,13 +70,22 @@ from lightning_unlearn.request.options import (
 )
 from lightning_unlearn.request.outcome import UnlearningOutcome, UnlearningTargetError, UnlearningTargetWarning, _hint
 from lightning_unlearn.request.rule import RequestRule, _copy_optimizers, _copy_state
-from lightning_unlearn.request.target import Target, _fixed_subset, check_loader, check_sets, derive_target
+from lightning_unlearn.request.target import (
+    MEMBERSHIP,
+    Target,
+    _fixed_subset,
+    check_loader,
+    check_sets,
+    check_values,
+    derive_target,
+    membership_auc,
+)
 
 __all__ = [
     "BACKOFFS", "BACKOFF_FACTOR", "BUDGET_EXTENSIONS", "CHECK_CAP", "CHECK_SPACING", "CHECKS_PER_INTERVAL", "CLASS_TARGET",
     "FREE_CHECKS", "GUARD_PATIENCE",
     "REQUEST_OPTIONS", "SPEEDUPS", "SPEEDUP_FACTOR", "SPEEDUP_MARGIN", "STANDARD_ERRORS", "RequestRule", "ServeRequest",
     "ServedMethod", "Target", "TargetOption", "UnlearningOutcome", "UnlearningTargetError", "UnlearningTargetWarning",
-    "check_loader", "check_sets", "derive_target", "trainer_rank_zero", "validate_request_options",
+    "MEMBERSHIP", "check_loader", "check_sets", "check_values", "derive_target", "membership_auc", "trainer_rank_zero", "validate_request_options",
     "_copy_optimizers", "_copy_state", "_fixed_subset", "_hint",
 ]

@@ -19,11 +19,11 @@ from lightning.pytorch.utilities.exceptions import MisconfigurationException
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lightning_unlearn.passes import class_counts
+from lightning_unlearn.passes import logits_pass
 from lightning_unlearn.request.options import CHECK_SPACING, TargetOption, validate_request_options
 from lightning_unlearn.request.outcome import UnlearningOutcome, UnlearningTargetError, UnlearningTargetWarning, _hint
 from lightning_unlearn.request.rule import RequestRule, _copy_optimizers, _copy_state
-from lightning_unlearn.request.target import Target, check_sets, derive_target
+from lightning_unlearn.request.target import Target, check_sets, check_values, derive_target, reference_losses
 
 if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import UnlearningDataModule
@@ -87,6 +87,7 @@ class ServeRequest(RequestRule, Callback):
         self.loaders: dict[str, DataLoader] = {}
         self.forget_weights: np.ndarray | None = None
         self.before: dict[str, float] = {}
+        self.reference: tuple[np.ndarray, np.ndarray] | None = None  # D_ref's losses and weights before unlearning
         self.history: list[dict[str, float]] = []
         self.guard_events: list[dict[str, float]] = []
         self.best: tuple[float, int, dict[str, torch.Tensor], list[dict[str, Any]]] | None = None
@@ -135,18 +136,11 @@ class ServeRequest(RequestRule, Callback):
     # ---------------------------------------------------------------- checks
     def _measure(self, trainer: Trainer, pl_module: LightningModule, splits: tuple[str, ...] | None = None) -> dict[str, float]:
         start = time.perf_counter()
-        values: dict[str, float] = {}
-        for split, loader in self.loaders.items():
-            if splits is not None and split not in splits:
-                continue
-            correct, total = class_counts(pl_module.model, loader, pl_module.num_classes, trainer)  # type: ignore[arg-type]
-            if split == "ref":
-                present = total > 0
-                weights = torch.as_tensor(self.forget_weights) * present
-                per_class = correct.double() / total.clamp(min=1).double()
-                values[split] = float((weights * per_class).sum() / weights.sum())
-            else:
-                values[split] = float(correct.sum()) / max(int(total.sum()), 1)
+        outputs = {split: logits_pass(pl_module.model, loader, pl_module.num_classes, trainer)  # type: ignore[arg-type]
+                   for split, loader in self.loaders.items() if splits is None or split in splits}
+        if self.reference is None and self.forget_weights is not None and self.target_option == "auto":
+            self.reference = reference_losses(outputs, self.forget_weights)  # the first check: before unlearning
+        values = check_values(outputs, self.forget_weights, self.reference)
         self.check_time += time.perf_counter() - start
         return values
 
@@ -168,14 +162,14 @@ class ServeRequest(RequestRule, Callback):
         resumed = bool(self.before)  # restored from a checkpoint: keep the accuracies measured before unlearning
         if not resumed:
             self.before = self._measure(trainer, pl_module)
-            self.history = [{"step": 0.0, **{k: v for k, v in self.before.items() if k != "ref"}}]
-        self.target = derive_target(self.target_option, self.loaders, self.before)
+            self.history = [{"step": 0.0, **self.before}]
+        self.target = derive_target(self.target_option, self.loaders, self.before, self.forget_weights)
         if resumed and self._resumed_best is not None:
             self.best, self._resumed_best = self._resumed_best, None
             return  # the cadence (interval, next check) came with the checkpoint
-        self.best = (self.target.distance(self._forget_value(self.history[-1])) if self.target else 0.0,
+        self.best = (self.target.distance(self.history[-1]) if self.target else 0.0,
                      len(self.history) - 1, _copy_state(pl_module), _copy_optimizers(trainer))
-        checked = sum(len(loader.dataset) for name, loader in self.loaders.items() if name != "ref")  # type: ignore[arg-type]
+        checked = sum(len(loader.dataset) for loader in self.loaders.values())  # type: ignore[arg-type]
         # A step takes a batch on every process: the cadence counts the samples of the global batch, so
         # N processes at ``batch / N`` check at the same steps as one process at ``batch``.
         batch = (getattr(trainer.datamodule, "batch_size", 64) or 64) * trainer.world_size  # type: ignore[union-attr]
@@ -195,7 +189,7 @@ class ServeRequest(RequestRule, Callback):
             self.budget = max(int(hp.max_epochs) * int(per_epoch), self.min_steps)
         self.first_budget = self.budget or 0
         self.budget = extended or self.budget
-        if self.target is not None and not self.guard_events and self.target.aim_crossed(self._forget_value(self.history[-1])):
+        if self.target is not None and not self.guard_events and self.target.aim_crossed(self.history[-1]):
             self.stopped_by = "target"
             trainer.should_stop = True
 
@@ -237,13 +231,13 @@ class ServeRequest(RequestRule, Callback):
         assert self.best is not None
         final = len(self.history) - 1
         respected = self.violations == 0
-        final_score = self.target.distance(self._forget_value(self.history[final])) if self.target else 0.0
+        final_score = self.target.distance(self.history[final]) if self.target else 0.0
         returned = final
         if not respected or final_score > self.best[0] + 1e-12:
             pl_module.model.load_state_dict(self.best[2])  # type: ignore[union-attr, arg-type]
             returned = self.best[1]
         after = self.history[returned]
-        reached = self.target.reached(self._forget_value(after)) if self.target else None
+        reached = self.target.reached(after) if self.target else None
         if not getattr(pl_module, "iterative", True) and self.stopped_by != "guard":
             self.stopped_by = "one-shot"
         self.outcome = UnlearningOutcome(
@@ -253,10 +247,15 @@ class ServeRequest(RequestRule, Callback):
             check_time_s=self.check_time, checks=len(self.history), guard=self.guard, guard_events=list(self.guard_events),
             rollbacks=list(self.rollbacks), backoffs=list(self.backoffs), speedups=list(self.speedups),
             budget_extensions=self.extensions,
-            before={k: v for k, v in self.before.items() if k != "ref"},
+            before=dict(self.before),
             after={k: v for k, v in after.items() if k != "step"},
             history=list(self.history),
         )
+        if reached and returned == 0 and self.target is not None:
+            self.outcome.notes.append(
+                f"the model before unlearning already met the target ({self.target.describe(after)}): it is returned"
+                " unchanged" + (", as a model retrained without D_f would treat D_f much the same" if self.target.statistic
+                                == "membership" else ""))
         pl_module.outcome = self.outcome  # type: ignore[assignment]
         self._report(pl_module)
         self.best = None  # drop the saved weights
@@ -277,15 +276,15 @@ class ServeRequest(RequestRule, Callback):
                 UnlearningTargetWarning, stacklevel=2,
             )
         if outcome.reached is False:
-            forget = self._forget_value(outcome.after)
+            assert self.target is not None
             hint = _hint(outcome)
             limitation = getattr(pl_module, "limitation", None)
             if limitation:
                 outcome.notes.append(f"known limit: {limitation}")
                 hint = f"{hint} A known limit of {outcome.method}: {limitation}"
             message = (
-                f"{outcome.method} did not reach its target ({outcome.target['description']}): it reached a forget"  # type: ignore[index]
-                f" accuracy of {forget:.3f} after {outcome.steps} steps (stopped by {outcome.stopped_by}). {hint}"
+                f"{outcome.method} did not reach its target ({outcome.target['description']}): it reached"  # type: ignore[index]
+                f" {self.target.describe(outcome.after)} after {outcome.steps} steps (stopped by {outcome.stopped_by}). {hint}"
             )
             if self.strict:
                 raise UnlearningTargetError(message)
@@ -301,6 +300,7 @@ class ServeRequest(RequestRule, Callback):
         optimiser states: a checkpoint taken mid-run must still be able to return it)."""
         state = {"steps": self.steps, "before": dict(self.before), "history": [dict(h) for h in self.history],
                  "guard_events": [dict(e) for e in self.guard_events],
+                 "reference": None if self.reference is None else [r.tolist() for r in self.reference],
                  **{name: copy.deepcopy(getattr(self, name)) for name in self._RESUMED}}
         if self.best is not None:
             state["best"] = {"score": self.best[0], "index": self.best[1], "model": self.best[2], "optimizers": self.best[3]}
@@ -311,6 +311,8 @@ class ServeRequest(RequestRule, Callback):
         self.before = dict(state_dict["before"])
         self.history = [dict(h) for h in state_dict["history"]]
         self.guard_events = [dict(e) for e in state_dict["guard_events"]]
+        reference = state_dict.get("reference")
+        self.reference = None if reference is None else (np.asarray(reference[0]), np.asarray(reference[1]))
         for name in self._RESUMED:
             if name in state_dict:  # checkpoints of earlier versions lack them: the defaults of a fresh run
                 setattr(self, name, copy.deepcopy(state_dict[name]))

@@ -11,7 +11,8 @@ REQUEST_OPTIONS = ("target", "guard", "strict", "max_steps", "min_steps", "check
 CLASS_TARGET = 0.01
 """Default class-wise target: forget accuracy at most 1% on D_f and D_tf."""
 STANDARD_ERRORS = 2.0
-"""Instance-wise tolerance, in binomial standard errors of the forget set's size."""
+"""Instance-wise tolerance, in standard errors: of the membership AUC (D_f against D_ref), or, for a target
+given as a forget accuracy, binomial ones of the forget set's size."""
 GUARD_PATIENCE = 3
 """A run ends after this many consecutive checks violate the guard, spanning at least ``GUARD_PATIENCE - 1``
 check intervals, unless the retained accuracy rose over the last check interval of the violation by more

@@ -78,7 +78,15 @@ def _hint(outcome: UnlearningOutcome) -> str:
     if outcome.stopped_by in ("guard", "non-finite loss"):
         return (f"It damaged the retained classes before it forgot{slowed}: try a method that also descends on the retain"
                 " set (e.g. NegGradPlus, UGradSLPlus), or a larger `guard` if that damage is acceptable.")
-    if outcome.target and outcome.target["kind"] == "instance" and outcome.after.get("forget", 1.0) < outcome.target["aim"]:
+    if outcome.target and outcome.target["kind"] == "instance" and _past_aim(outcome):
         return "It forgot too much between two checks: try a smaller `lr` or `check_every`."
     sped = f" (its learning rates were already doubled {len(outcome.speedups)} times)" if outcome.speedups else ""
     return f"Try a larger `max_steps`{sped} or `lr`."
+
+
+def _past_aim(outcome: UnlearningOutcome) -> bool:
+    """Whether an instance-wise run ended past its aim: it forgot more than a model that never saw D_f."""
+    target, after = outcome.target, outcome.after
+    assert target is not None
+    value = after.get("membership" if target.get("statistic") == "membership" else "forget", 1.0)
+    return value < target["aim"]

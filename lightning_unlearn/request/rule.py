@@ -71,7 +71,8 @@ class RequestRule:
         raise NotImplementedError  # the callback measures the check sets (ServeRequest._measure)
 
     def _forget_value(self, values: dict[str, float]) -> float:
-        return max(values["forget"], values.get("forget_heldout", 0.0)) if self.target and self.target.kind == "class" else values["forget"]
+        """The checked value the run drives towards the target's aim (:meth:`Target.value`)."""
+        return self.target.value(values) if self.target else values["forget"]
 
     def judge(self, values: dict[str, float]) -> tuple[float, bool, bool]:
         """``(distance to the target, guard respected, aim crossed)`` of checked accuracies ``values``.
@@ -82,13 +83,11 @@ class RequestRule:
         respected = self.guard is None or values["retained_heldout"] >= self.before["retained_heldout"] - self.guard - 1e-12
         if self.target is None:
             return 0.0, respected, False
-        forget = self._forget_value(values)
-        return self.target.distance(forget), respected, self.target.aim_crossed(forget)
+        return self.target.distance(values), respected, self.target.aim_crossed(values)
 
     def _check(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Measure, record, keep the best state, and decide whether the run ends here."""
-        splits = tuple(s for s in self.loaders if s != "ref")
-        values = self._measure(trainer, pl_module, splits)
+        values = self._measure(trainer, pl_module)
         self.history.append({"step": float(self.steps), **values})
         self.last_check = self.steps
         score, respected, crossed = self.judge(values)
@@ -203,7 +202,7 @@ class RequestRule:
         """
         if not crossed or self.rolled_back or self.best is None or self.target is None or self.violations:
             return False
-        served = respected and self.target.reached(self._forget_value(values))
+        served = respected and self.target.reached(values)
         return not served and self.history[self.best[1]]["step"] < self.steps and self.interval > 1
 
     def _roll_back(self, trainer: Trainer, pl_module: LightningModule, values: dict[str, float], respected: bool) -> None:
@@ -347,7 +346,7 @@ class RequestRule:
         """Whether a run violating the guard has crossed its aim and climbs back to the guard's limit, at
         its pace since its lowest check, within another default budget (see :meth:`_extend_budget`)."""
         last = self.history[-1]
-        if self.target is None or self.guard is None or not self.target.aim_crossed(self._forget_value(last)):
+        if self.target is None or self.guard is None or not self.target.aim_crossed(last):
             return False
         low = self._violation_low()
         if not self._recovering_since(low["retained_heldout"]):
