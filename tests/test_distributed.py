@@ -13,6 +13,7 @@ steps match the single process; bf16 changes rounding. A request served by NegGr
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -147,7 +148,7 @@ def test_instance_request_decisions_two_processes_equal_one(original_ckpt):
     more = ("--request", "instance", "--shift", "0.1")
     one, two = _decisions(original_ckpt, 1, 64, *more), _decisions(original_ckpt, 2, 32, *more)
     auc = [h["membership"] for h in one["history"]]
-    assert one["target"]["statistic"] == "membership" and len(auc) > 5 and all(b < a for a, b in zip(auc, auc[1:]))
+    assert one["target"]["statistic"] == "membership" and len(auc) > 5 and all(b < a for a, b in itertools.pairwise(auc))
     assert auc[0] > 0.6 and one["stopped_by"] == "target" and one["reached"] is True
     assert two == one
 

@@ -22,7 +22,6 @@ import torch
 from lightning.pytorch import Trainer
 
 from lightning_unlearn.data.datamodule import UnlearningDataModule
-
 from lightning_unlearn.data.forget import ClassForget, ForgetSpec
 from lightning_unlearn.methods.base import UnlearningMethod
 from lightning_unlearn.models.classifier import Classifier
