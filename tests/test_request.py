@@ -21,6 +21,7 @@ from quality import SEEDS, per_seed, quality
 
 from lightning_unlearn import (
     ClassForget,
+    IndexForget,
     RandomForget,
     SubclassForget,
     UnlearningDataModule,
@@ -121,6 +122,26 @@ def test_instance_target_is_the_membership_auc_against_held_out_samples_of_the_s
     losses = lambda p: torch.nn.functional.cross_entropy(p.logits.double(), p.labels, reduction="none").numpy()
     ref_losses = losses(same_class)[mask.numpy()]
     assert before["membership"] == pytest.approx(membership_auc(losses(forget), ref_losses, np.ones(m)), abs=1e-6)
+
+
+def test_a_model_showing_no_membership_of_the_forget_set_is_returned_unchanged_and_served(digits):
+    """D_f = the 20 class-2 training samples the original is least confident on: their losses are above those of
+    held-out class-2 samples before any unlearning (AUC far below 0.5). Training on could only forget more than a
+    model that never saw them: the run stops at step 0, returns the model unchanged, counts as served and says why."""
+    dm0, original, _ = digits(0)
+    dm0.setup()
+    seen = predict(original, dm0.dataloader("train"))
+    losses = torch.nn.functional.cross_entropy(seen.logits.double(), seen.labels, reduction="none")
+    pool = np.flatnonzero(seen.labels.numpy() == 2)
+    hardest = dm0.indices["train"][pool[np.argsort(-losses.numpy()[pool], kind="stable")[:20]]]
+    dm = UnlearningDataModule("digits", forget=IndexForget(hardest.tolist()), batch_size=32, seed=0, split_seed=0, ref_fraction=0.2)
+    kept = _state(original)
+    unlearned = unlearn(original, dm, "NegGradPlus")
+    outcome = unlearned.unlearning_outcome
+    assert outcome.before["membership"] < 0.5 - outcome.target["tolerance"], outcome.before
+    assert outcome.reached is True and outcome.steps == 0 and outcome.returned_step == 0
+    assert any("no membership of D_f" in note for note in outcome.notes), outcome.notes
+    assert all(torch.equal(kept[k], v) for k, v in unlearned.state_dict().items())
 
 
 # ----------------------------------------------------------------------------- decisions on controlled checks

@@ -54,9 +54,10 @@ class UnlearningOutcome:
         return asdict(self)
 
     def summary(self) -> str:
-        """One line: target, whether reached, accuracies before → after, steps and wall time."""
+        """One line: target, whether reached, accuracies (and an instance-wise request's membership AUC) before →
+        after, steps and wall time."""
         accs = ", ".join(
-            f"{k} {self.before[k]:.3f}→{self.after[k]:.3f}" for k in ("forget", "forget_heldout", "retained_heldout")
+            f"{k} {self.before[k]:.3f}→{self.after[k]:.3f}" for k in ("forget", "forget_heldout", "membership", "retained_heldout")
             if k in self.before and k in self.after
         )
         if self.target:
