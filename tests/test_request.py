@@ -503,3 +503,14 @@ def test_method_request_arguments_default_like_serve_request():
 
     method, request = inspect.signature(UnlearningMethod.__init__).parameters, inspect.signature(ServeRequest.__init__).parameters
     assert {name: method[name].default for name in REQUEST_OPTIONS} == {name: request[name].default for name in REQUEST_OPTIONS}
+
+
+def test_a_checkpoint_of_the_earlier_instance_wise_target_names_how_to_resume():
+    """A mid-run checkpoint written when the instance-wise target was the forget accuracy alone has no reference
+    losses of D_ref: resuming it under the membership target is refused, with the earlier target to pass instead."""
+    request = ServeRequest()
+    before = {"forget": 1.0, "retained_heldout": 0.95, "ref": 0.9625}
+    legacy = {"steps": 12, "before": before, "history": [{"step": 0.0, **before}], "guard_events": []}
+    with pytest.raises(MisconfigurationException, match=r"resume with `target=0\.9625`"):
+        request.load_state_dict(legacy)
+    ServeRequest(target=0.9625).load_state_dict(legacy)  # the earlier target itself resumes

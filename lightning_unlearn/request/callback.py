@@ -23,7 +23,7 @@ from lightning_unlearn.passes import logits_pass
 from lightning_unlearn.request.options import CHECK_SPACING, TargetOption, validate_request_options
 from lightning_unlearn.request.outcome import UnlearningOutcome, UnlearningTargetError, UnlearningTargetWarning, _hint
 from lightning_unlearn.request.rule import RequestRule, _copy_optimizers, _copy_state
-from lightning_unlearn.request.target import Target, check_sets, check_values, derive_target, reference_losses
+from lightning_unlearn.request.target import MEMBERSHIP, Target, check_sets, check_values, derive_target, reference_losses
 
 if TYPE_CHECKING:
     from lightning_unlearn.data.datamodule import UnlearningDataModule
@@ -320,6 +320,12 @@ class ServeRequest(RequestRule, Callback):
         self.history = [dict(h) for h in state_dict["history"]]
         self.guard_events = [dict(e) for e in state_dict["guard_events"]]
         reference = state_dict.get("reference")
+        if reference is None and self.target_option == "auto" and "ref" in self.before and MEMBERSHIP not in self.before:
+            raise MisconfigurationException(
+                "The checkpoint's instance-wise request was served by an earlier target, the forget accuracy alone; the"
+                " default target is now the membership AUC, measured against the model before unlearning, which the"
+                f" checkpoint lacks: resume with `target={self.before['ref']:.4f}` (that earlier target) or start the run again."
+            )
         self.reference = None if reference is None else (np.asarray(reference[0]), np.asarray(reference[1]))
         for name in self._RESUMED:
             if name in state_dict:  # checkpoints of earlier versions lack them: the defaults of a fresh run
