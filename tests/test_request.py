@@ -523,8 +523,7 @@ def test_default_instance_wise_request_ends_no_further_from_retrain_than_the_ori
     gap over Acc D_f, D_r, D_t and MIA efficacy) as the untouched original, within a margin: a mean and a maximum
     over seeds. Measured per seed 0-2, gap minus the original's, in the four configurations of
     tests/run_portability.sh: +0.000 to +0.003 (spread 0.003). Under the earlier target, the forget accuracy alone,
-    SalUn measured +0.011, +0.025, +0.013: it lowered every forget sample's confidence until the MIA-efficacy attack
-    told D_f apart. (SU is not asserted: in one configuration, ATEN_CPU_CAPABILITY=default at 2 threads, its seed-0
+    SalUn measured +0.011, +0.025, +0.013. (SU is not asserted: in one configuration, ATEN_CPU_CAPABILITY=default at 2 threads, its seed-0
     run ended +0.227, served by the target after 2 steps: the MIA-efficacy attack's fit degenerated, labelling every
     retain and test sample non-member, so it scored all of D_f as forgotten whatever D_f's losses, which were like
     the test split's: median 1.2e-3 against 1.1e-3.)"""
