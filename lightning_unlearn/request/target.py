@@ -231,7 +231,7 @@ def derive_target(target_option: TargetOption, loaders: dict[str, DataLoader], b
     # a forget accuracy misses: measured on MNIST-5k / LeNet-5 (sub-class and random 10%, seeds 0-4, 16 methods),
     # a target on the forget accuracy alone (D_ref's, within two binomial standard errors) left 32 of 160 runs
     # more than 2 points further from Retrain than the untouched model (up to 26; on sub-class requests the
-    # whole class's held-out accuracy fell with D_f's, 0.95 to 0.72-0.80); this one 1 of 160 (by 2.9).
+    # whole class's held-out accuracy fell with D_f's, 0.95 to 0.72-0.85); this one 1 of 160 (by 2.9).
     ref_loader = loaders["ref"] if "ref" in loaders else loaders["retained_heldout"]
     _, weights = ref_rows(ref_loader.dataset.tensors[1], forget_weights)  # type: ignore[attr-defined]
     tolerance = membership_tolerance(n, weights)
