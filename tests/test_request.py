@@ -400,7 +400,7 @@ def test_a_run_resumed_from_a_mid_run_checkpoint_keeps_every_decision_state(tmp_
     dm, original, _ = digits(0)
     options = dict(lr=3e-4, max_steps=12, check_every=3, seed=0)
     every = ModelCheckpoint(dirpath=tmp_path, every_n_train_steps=6, save_top_k=-1, filename="{step}")
-    kw = dict(max_epochs=-1, logger=False, enable_progress_bar=False, enable_model_summary=False)
+    kw = dict(max_epochs=-1, logger=False, enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
     whole = create_method("GradientAscent", original, **options)
     Trainer(callbacks=[every], **kw).fit(whole, datamodule=dm)
     ckpt = tmp_path / "step=6.ckpt"
