@@ -134,10 +134,10 @@ class ServeRequest(RequestRule, Callback):
         self.loaders, self.forget_weights = check_sets(dm, pl_module.num_classes, self.target_option, self.guard)
 
     # ---------------------------------------------------------------- checks
-    def _measure(self, trainer: Trainer, pl_module: LightningModule, splits: tuple[str, ...] | None = None) -> dict[str, float]:
+    def _measure(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
         start = time.perf_counter()
         outputs = {split: logits_pass(pl_module.model, loader, pl_module.num_classes, trainer)  # type: ignore[arg-type]
-                   for split, loader in self.loaders.items() if splits is None or split in splits}
+                   for split, loader in self.loaders.items()}
         if self.reference is None and self.forget_weights is not None and self.target_option == "auto":
             self.reference = reference_losses(outputs, self.forget_weights)  # the first check: before unlearning
         values = check_values(outputs, self.forget_weights, self.reference)
@@ -253,7 +253,7 @@ class ServeRequest(RequestRule, Callback):
         )
         # the returned state is the model before unlearning (a closed form changed it before its first check)
         unchanged = getattr(pl_module, "iterative", True) and after["step"] == 0
-        if unchanged and self.target is not None and self.target.statistic == "membership" and self.target.aim_crossed(after):
+        if unchanged and self.target is not None and self.target.statistic == MEMBERSHIP and self.target.aim_crossed(after):
             # Before unlearning, D_f's losses were as high as held-out samples' or higher: the model shows no
             # membership of D_f (a small or atypical forget set; a model that never saw it would not treat it
             # more confidently). Served as it is: training on could only forget more than never having seen D_f.

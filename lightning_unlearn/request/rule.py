@@ -67,7 +67,7 @@ class RequestRule:
     lr_changed_at: int
     base_lrs: list[list[float]]
 
-    def _measure(self, trainer: Trainer, pl_module: LightningModule, splits: tuple[str, ...] | None = None) -> dict[str, float]:
+    def _measure(self, trainer: Trainer, pl_module: LightningModule) -> dict[str, float]:
         raise NotImplementedError  # the callback measures the check sets (ServeRequest._measure)
 
     def _forget_value(self, values: dict[str, float]) -> float:
