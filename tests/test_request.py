@@ -87,6 +87,10 @@ def test_target_logic_on_controlled_values():
     assert not mem.reached(f(0.9, membership=0.40))  # forgot too much: the attack sees D_f by its high losses
     assert mem.distance(f(1.0, membership=0.44)) == pytest.approx(0.06)
     assert mem.aim_crossed(f(0.95, membership=0.5)) and not mem.aim_crossed(f(0.8, membership=0.51))
+    # before unlearning, no membership at all (AUC at or below 0.5) is served as it is; after steps, over-forgetting
+    assert mem.reached(f(1.0, membership=0.30), before_unlearning=True) and not mem.reached(f(1.0, membership=0.30))
+    assert not mem.reached(f(1.0, membership=0.60), before_unlearning=True)
+    assert not inst.reached(f(0.80), before_unlearning=True)  # an accuracy aim: only its window serves
 
 
 def test_membership_auc_on_controlled_losses():

@@ -237,7 +237,9 @@ class ServeRequest(RequestRule, Callback):
             pl_module.model.load_state_dict(self.best[2])  # type: ignore[union-attr, arg-type]
             returned = self.best[1]
         after = self.history[returned]
-        reached = self.target.reached(after) if self.target else None
+        # the returned state is the model before unlearning (a closed form changed it before its first check)
+        unchanged = getattr(pl_module, "iterative", True) and after["step"] == 0
+        reached = self.target.reached(after, before_unlearning=unchanged) if self.target else None
         if not getattr(pl_module, "iterative", True) and self.stopped_by != "guard":
             self.stopped_by = "one-shot"
         self.outcome = UnlearningOutcome(
@@ -251,19 +253,11 @@ class ServeRequest(RequestRule, Callback):
             after={k: v for k, v in after.items() if k != "step"},
             history=list(self.history),
         )
-        # the returned state is the model before unlearning (a closed form changed it before its first check)
-        unchanged = getattr(pl_module, "iterative", True) and after["step"] == 0
-        if unchanged and self.target is not None and self.target.statistic == MEMBERSHIP and self.target.aim_crossed(after):
-            # Before unlearning, D_f's losses were as high as held-out samples' or higher: the model shows no
-            # membership of D_f (a small or atypical forget set; a model that never saw it would not treat it
-            # more confidently). Served as it is: training on could only forget more than never having seen D_f.
-            self.outcome.reached = True
+        if reached and unchanged and self.target is not None:
+            none = self.target.statistic == MEMBERSHIP and self.target.aim_crossed(after)
+            met = "already showed no membership of D_f" if none else "already met the target"
             self.outcome.notes.append(
-                f"before unlearning the model already showed no membership of D_f ({self.target.describe(after)}):"
-                " it is returned unchanged")
-        elif reached and unchanged and self.target is not None:
-            self.outcome.notes.append(
-                f"the model before unlearning already met the target ({self.target.describe(after)}): it is returned unchanged")
+                f"the model before unlearning {met} ({self.target.describe(after)}): it is returned unchanged")
         pl_module.outcome = self.outcome  # type: ignore[assignment]
         self._report(pl_module)
         self.best = None  # drop the saved weights

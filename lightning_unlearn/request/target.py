@@ -60,7 +60,16 @@ class Target:
         value = self.value(values)
         return max(value - self.aim, 0.0) if self.kind == "class" else abs(value - self.aim)
 
-    def reached(self, values: dict[str, float]) -> bool:
+    def reached(self, values: dict[str, float], before_unlearning: bool = False) -> bool:
+        """Whether checked ``values`` meet the target; ``before_unlearning``: they are the model's before any
+        step (returned unchanged).
+
+        A model that before unlearning already shows no membership of D_f (its membership statistic at or
+        below the aim: D_f's losses as high as held-out samples' or higher, a small or atypical forget
+        set) is served as it is: a model that never saw D_f would not treat it more confidently, and
+        training on could only forget more than that."""
+        if before_unlearning and self.statistic == MEMBERSHIP and self.aim_crossed(values):
+            return True
         return self.reached_at(self.distance(values))
 
     def reached_at(self, distance: float) -> bool:
@@ -160,7 +169,7 @@ def check_sets(dm: UnlearningDataModule, num_classes: int, target_option: Target
             raise MisconfigurationException("The utility guard needs held-out samples of retained classes; none exist.")
         loaders["retained_heldout"] = guard_loader
     if target_option is not None and not classwise:
-        if not dm.has_split("ref") or check_loader(dm, "ref", forget_classes) is None:
+        if not dm.has_split("ref") or not np.isin(dm.split_targets("ref"), forget_classes).any():
             raise MisconfigurationException(
                 f"The target of the request {dm.forget!r} is the accuracy before unlearning on held-out samples of"
                 " the forgotten samples' classes, but the data module has none: build it with `ref_fraction` > 0"
