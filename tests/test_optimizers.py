@@ -148,7 +148,8 @@ def test_records_and_checks():
 # ------------------------------------------------------------------------ the request's rate changes
 def _request_with_schedule(schedule):
     """A request whose best checked state was saved at lr 0.1; the schedule then stepped twice."""
-    module = SimpleNamespace(model=nn.Linear(2, 2))
+    module = nn.Module()  # a method: its classifier as ``model``
+    module.model = nn.Linear(2, 2)
     optimizer = torch.optim.SGD(module.model.parameters(), lr=0.1)
     scheduler = schedule(optimizer)
     trainer = SimpleNamespace(optimizers=[optimizer], lr_scheduler_configs=[SimpleNamespace(scheduler=scheduler)])

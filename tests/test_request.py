@@ -34,6 +34,7 @@ from lightning_unlearn import (
 )
 from lightning_unlearn.callbacks import PrototypeRecorder
 from lightning_unlearn.methods import GradientAscent
+from lightning_unlearn.models import LeNet5
 from lightning_unlearn.outputs import predict
 from lightning_unlearn.request import (
     CLASS_TARGET,
@@ -42,6 +43,7 @@ from lightning_unlearn.request import (
     UnlearningTargetError,
     UnlearningTargetWarning,
     _copy_state,
+    _load_state,
 )
 from lightning_unlearn.request.target import membership_auc, membership_tolerance
 
@@ -155,7 +157,8 @@ def _drive(checks, *, rolls_back=True, interval=8, before=0.9, checked=500, lr=N
     checks of a run would; returns the request and whether it stopped the run. With ``lr``, the
     run has an SGD optimiser (so it can back off); without, it has none (it cannot)."""
     request = ServeRequest()
-    module = SimpleNamespace(model=torch.nn.Linear(2, 2), rolls_back=rolls_back)
+    module = torch.nn.Module()  # a method: its classifier as ``model``
+    module.model, module.rolls_back = torch.nn.Linear(2, 2), rolls_back
     optimizers = [] if lr is None else [torch.optim.SGD(module.model.parameters(), lr=lr)]
     trainer = SimpleNamespace(should_stop=False, optimizers=optimizers, lr_scheduler_configs=[])
     request.target = Target("class", CLASS_TARGET, 0.0, "")
@@ -200,7 +203,7 @@ def test_guard_end_backs_off_to_the_best_state_with_halved_learning_rates_twice_
     assert request.trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.025)
     request, stopped = _drive(checks[:4], lr=0.1)  # up to the first back-off
     assert not stopped and len(request.backoffs) == 1 and request.trainer.optimizers[0].param_groups[0]["lr"] == 0.05
-    best = request.best[2]
+    best = request.best[2]["model"]
     assert request.history[request.best[1]]["step"] == 8.0
     assert all(torch.equal(v, best[k]) for k, v in request.module.model.state_dict().items())  # the step-8 weights
     assert _drive(checks[:4])[1]  # no optimiser to slow down: the run ends at once
@@ -508,6 +511,20 @@ def test_method_request_arguments_default_like_serve_request():
 
     method, request = inspect.signature(UnlearningMethod.__init__).parameters, inspect.signature(ServeRequest.__init__).parameters
     assert {name: method[name].default for name in REQUEST_OPTIONS} == {name: request[name].default for name in REQUEST_OPTIONS}
+
+
+def test_a_checked_state_holds_the_method_parameters_outside_the_classifier_too():
+    # Boundary Expanding's shadow unit goes back with the classifier: a classifier restored beside a shadow unit
+    # trained on would fit D_f to the shadow class at once, and learn nothing more after a back-off.
+    method = create_method("BoundaryExpanding", LeNet5())
+    state = _copy_state(method)
+    assert set(state["method"]) == {"shadow_weight", "shadow_bias"}
+    saved = [p.detach().clone() for p in method.parameters()]
+    with torch.no_grad():
+        for p in method.parameters():
+            p.add_(1.0)
+    _load_state(method, state)
+    assert all(torch.equal(p, q) for p, q in zip(method.parameters(), saved))
 
 
 def test_a_checkpoint_of_the_earlier_instance_wise_target_names_how_to_resume():

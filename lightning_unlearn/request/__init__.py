@@ -69,7 +69,7 @@ from lightning_unlearn.request.options import (
     validate_request_options,
 )
 from lightning_unlearn.request.outcome import UnlearningOutcome, UnlearningTargetError, UnlearningTargetWarning, _hint
-from lightning_unlearn.request.rule import RequestRule, _copy_optimizers, _copy_state
+from lightning_unlearn.request.rule import RequestRule, _copy_optimizers, _copy_state, _load_state
 from lightning_unlearn.request.target import (
     MEMBERSHIP,
     Target,
@@ -87,5 +87,5 @@ __all__ = [
     "REQUEST_OPTIONS", "SPEEDUPS", "SPEEDUP_FACTOR", "SPEEDUP_MARGIN", "STANDARD_ERRORS", "RequestRule", "ServeRequest",
     "ServedMethod", "Target", "TargetOption", "UnlearningOutcome", "UnlearningTargetError", "UnlearningTargetWarning",
     "MEMBERSHIP", "check_loader", "check_sets", "check_values", "derive_target", "membership_auc", "trainer_rank_zero", "validate_request_options",
-    "_copy_optimizers", "_copy_state", "_fixed_subset", "_hint",
+    "_copy_optimizers", "_copy_state", "_load_state", "_fixed_subset", "_hint",
 ]

@@ -22,7 +22,7 @@ from torch.utils.data import DataLoader
 from lightning_unlearn.passes import logits_pass
 from lightning_unlearn.request.options import CHECK_SPACING, TargetOption, validate_request_options
 from lightning_unlearn.request.outcome import UnlearningOutcome, UnlearningTargetError, UnlearningTargetWarning, _hint
-from lightning_unlearn.request.rule import RequestRule, _copy_optimizers, _copy_state
+from lightning_unlearn.request.rule import RequestRule, _copy_optimizers, _copy_state, _load_state
 from lightning_unlearn.request.target import MEMBERSHIP, Target, check_sets, check_values, derive_target, reference_losses
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ class ServeRequest(RequestRule, Callback):
         self.reference: tuple[np.ndarray, np.ndarray] | None = None  # D_ref's losses and weights before unlearning
         self.history: list[dict[str, float]] = []
         self.guard_events: list[dict[str, float]] = []
-        self.best: tuple[float, int, dict[str, torch.Tensor], list[dict[str, Any]]] | None = None
+        self.best: tuple[float, int, dict[str, Any], list[dict[str, Any]]] | None = None
         # (score, history index, model state, optimiser states)
         self.last_check = -1  # the step of the last check of a trained state
         self.next_check = 0
@@ -107,7 +107,7 @@ class ServeRequest(RequestRule, Callback):
         self.speedups: list[dict[str, float]] = []  # learning rates doubled (see _speed_up)
         self.lr_changed_at = 0
         self.base_lrs: list[list[float]] = []  # every optimiser's learning rates before the first step
-        self._resumed_best: tuple[float, int, dict[str, torch.Tensor], list[dict[str, Any]]] | None = None
+        self._resumed_best: tuple[float, int, dict[str, Any], list[dict[str, Any]]] | None = None
         self.first_budget = 0
 
     # ---------------------------------------------------------------- set-up
@@ -234,7 +234,7 @@ class ServeRequest(RequestRule, Callback):
         final_score = self.target.distance(self.history[final]) if self.target else 0.0
         returned = final
         if not respected or final_score > self.best[0] + 1e-12:
-            pl_module.model.load_state_dict(self.best[2])  # type: ignore[union-attr, arg-type]
+            _load_state(pl_module, self.best[2])
             returned = self.best[1]
         after = self.history[returned]
         # the returned state is the model before unlearning (a closed form changed it before its first check)
@@ -305,7 +305,7 @@ class ServeRequest(RequestRule, Callback):
                  "reference": None if self.reference is None else [r.tolist() for r in self.reference],
                  **{name: copy.deepcopy(getattr(self, name)) for name in self._RESUMED}}
         if self.best is not None:
-            state["best"] = {"score": self.best[0], "index": self.best[1], "model": self.best[2], "optimizers": self.best[3]}
+            state["best"] = {"score": self.best[0], "index": self.best[1], **self.best[2], "optimizers": self.best[3]}
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -325,7 +325,9 @@ class ServeRequest(RequestRule, Callback):
             if name in state_dict:  # checkpoints of earlier versions lack them: the defaults of a fresh run
                 setattr(self, name, copy.deepcopy(state_dict[name]))
         best = state_dict.get("best")
-        self._resumed_best = None if best is None else (float(best["score"]), int(best["index"]), best["model"], best["optimizers"])
+        self._resumed_best = None if best is None else (
+            float(best["score"]), int(best["index"]), {"model": best["model"], "method": best.get("method", {})},
+            best["optimizers"])  # (checkpoints of earlier versions hold the classifier's state alone)
 
 
 def trainer_rank_zero(pl_module: LightningModule) -> bool:
