@@ -91,7 +91,7 @@ class ServeRequest(RequestRule, Callback):
         self.history: list[dict[str, float]] = []
         self.guard_events: list[dict[str, float]] = []
         self.best: tuple[float, int, dict[str, Any], list[dict[str, Any]]] | None = None
-        # (score, history index, model state, optimiser states)
+        # (score, history index, checked state (see _copy_state), optimiser states)
         self.last_check = -1  # the step of the last check of a trained state
         self.next_check = 0
         self.interval = 1
