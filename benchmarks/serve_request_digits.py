@@ -76,6 +76,7 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                 dm = _datamodule(request, seed)
                 if original is None:  # one original per (model, seed): the training split depends on the seed only
                     recorder = PrototypeRecorder()
+                    torch.manual_seed(seed)  # the MLP's initial weights: the same whatever ran before in this process
                     net = mlp() if model_name == "mlp" else model_name
                     original = train_classifier(dm, net, max_epochs=args.original_epochs, seed=seed, callbacks=[recorder])
                 kind, classes = REQUESTS[request]
