@@ -254,8 +254,7 @@ class ServeRequest(RequestRule, Callback):
             history=list(self.history),
         )
         if reached and unchanged and self.target is not None:
-            none = self.target.statistic == MEMBERSHIP and self.target.aim_crossed(after)
-            met = "already showed no membership of D_f" if none else "already met the target"
+            met = "already showed no membership of D_f" if self.target.shows_no_membership(after) else "already met the target"
             self.outcome.notes.append(
                 f"the model before unlearning {met} ({self.target.describe(after)}): it is returned unchanged")
         pl_module.outcome = self.outcome  # type: ignore[assignment]

@@ -68,9 +68,13 @@ class Target:
         below the aim: D_f's losses as high as held-out samples' or higher, a small or atypical forget
         set) is served as it is: a model that never saw D_f would not treat it more confidently, and
         training on could only forget more than that."""
-        if before_unlearning and self.statistic == MEMBERSHIP and self.aim_crossed(values):
+        if before_unlearning and self.shows_no_membership(values):
             return True
         return self.reached_at(self.distance(values))
+
+    def shows_no_membership(self, values: dict[str, float]) -> bool:
+        """Whether ``values`` show no membership of D_f at all: the membership statistic at or below its aim."""
+        return self.statistic == MEMBERSHIP and self.aim_crossed(values)
 
     def reached_at(self, distance: float) -> bool:
         """Whether checked values at ``distance`` from the target (see :meth:`distance`) meet it."""
@@ -171,8 +175,8 @@ def check_sets(dm: UnlearningDataModule, num_classes: int, target_option: Target
     if target_option is not None and not classwise:
         if not dm.has_split("ref") or not np.isin(dm.split_targets("ref"), forget_classes).any():
             raise MisconfigurationException(
-                f"The target of the request {dm.forget!r} is the accuracy before unlearning on held-out samples of"
-                " the forgotten samples' classes, but the data module has none: build it with `ref_fraction` > 0"
+                f"The target of the request {dm.forget!r} is measured against held-out samples of the forgotten"
+                " samples' classes before unlearning, but the data module has none: build it with `ref_fraction` > 0"
                 " (e.g. 0.1), or pass `target=None`."
             )
         if guard is None:
