@@ -61,6 +61,17 @@ def test_fit_writes_a_classifier_checkpoint_with_its_architecture(original_ckpt)
     assert any("PrototypeRecorder" in key for key in payload.get("callbacks", {}))
 
 
+def test_every_example_yaml_holds_its_method_s_current_defaults():
+    """The YAMLs say "Values below are the method's defaults": a changed default or a new option shows here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("generate_configs", CONFIGS / "generate.py")
+    generate = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(generate)  # type: ignore[union-attr]
+    stale = [m for m in available_methods() if _config_file(m).read_text() != generate.method_config(m)]
+    assert not stale, f"stale example configs for {stale}: run `python examples/configs/generate.py`"
+
+
 @pytest.mark.parametrize("method", available_methods())
 def test_every_method_has_a_yaml_that_runs(method, original_ckpt, workdir):
     config = _config_file(method)
