@@ -52,7 +52,7 @@ CASES = [
     ("SCRUB", dict(msteps=1, max_epochs=2, **NO_REQUEST), 3, 3),  # in the max epoch, the retain loader advancing unused
     # The default request: its checks, best state and step budget travel in the checkpoint too.
     ("SU", dict(max_steps=14, check_every=4), 3, 6),  # reaches its target at step 9
-    ("UGradSL", dict(max_steps=14, check_every=4), 3, 9),  # reaches its target at step 11
+    ("UGradSL", dict(max_steps=14, check_every=4, lr=3e-4, p=0.8), 3, 9),  # reaches its target at step 11 (slower than the defaults)
     ("SCRUB", dict(msteps=1, max_steps=14, check_every=4), 5, 10),  # in the min epoch (forget loader exhausted); budget
 ]
 

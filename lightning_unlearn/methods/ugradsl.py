@@ -38,7 +38,10 @@ class UGradSL(MixedGradientMethod):
 
     Args:
         model: the trained classifier.
-        p: weight of the retain (descent) term; ``1 − p`` weighs the forget (ascent) term. In [0, 1].
+        p: weight of the retain (descent) term; ``1 − p`` weighs the forget (ascent) term. In [0, 1]. The
+            default 0.95 with ``lr=1.2e-3`` ascends as fast as 0.8 with 3e-4 did and descends on D_r almost
+            five times as fast: measured under the default request, it serves the All-CNN class-wise requests
+            the earlier pair ended at the guard or the budget (see the docs' "How the defaults were chosen").
         alpha: fixed smoothing rate (negative: NLS), or ``None`` for the self-adaptive rate.
         beta: distance threshold of the self-adaptive rate, in [0, 1].
         optimizer: optimiser name.
@@ -64,9 +67,9 @@ class UGradSL(MixedGradientMethod):
         model: nn.Module | None = None,
         *,
         optimizer: OptimizerName | OptimizerCallable = "sgd",
-        lr: float = 3e-4,
+        lr: float = 1.2e-3,
         max_epochs: int = 2,
-        p: float = 0.8,
+        p: float = 0.95,
         alpha: float | None = None,
         beta: float = 0.1,
         **kwargs: Any,
