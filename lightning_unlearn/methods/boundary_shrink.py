@@ -86,7 +86,7 @@ class BoundaryShrink(UnlearningMethod):
     limitation = (
         "it moves D_f across its nearest decision boundary using D_f alone, with nothing holding the retained"
         " classes: on larger models it damages them past the guard before a whole class is forgotten (measured:"
-        " All-CNN on MNIST-5k, 3 of 10 classes served); NegGradPlus, UGradSLPlus or SalUn train on D_r as well."
+        " All-CNN on MNIST-5k, 4 of 10 classes served); NegGradPlus, UGradSLPlus or SalUn train on D_r as well."
     )
 
     def __init__(
