@@ -61,6 +61,17 @@ def test_methods_index_lists_every_registered_method():
     assert not missing, f"docs/methods/index.md does not list {missing}"
 
 
+def test_the_limits_table_lists_every_method_that_declares_a_limit():
+    from lightning_unlearn.methods import get_method
+
+    index = (REPO / "docs" / "methods" / "index.md").read_text()
+    table = index.split("## What a method cannot serve", 1)[1].split("\n## ", 1)[0]
+    rows = {line.split("|")[1].strip() for line in table.splitlines() if line.startswith("| ")}
+    declared = {m for m in available_methods() if get_method(m).limitation}
+    assert declared <= rows, f"docs/methods/index.md's limits table lacks {sorted(declared - rows)}"
+    assert not rows - declared - {"method"}, f"the limits table lists methods that declare no limit: {sorted(rows - declared)}"
+
+
 def test_readme_starts_with_the_two_commands():
     lines = [line for line in (REPO / "README.md").read_text().splitlines() if line.strip()]
     commands = [line.strip() for line in lines[:8] if line.strip().startswith("make ")]
