@@ -26,7 +26,7 @@ quality = pytest.mark.quality  # the tests tests/run_portability.sh runs in ever
 # with: these methods' defaults before the defaults were chosen for the request protocol (which
 # stops on the target and the guard, so a smaller step serves more requests; see
 # docs/methods/index.md). Under a fixed epoch budget the smaller default would not forget a class.
-FIXED_BUDGET_LR = {"BoundaryExpanding": 5e-4, "BoundaryShrink": 5e-4, "GradientAscent": 1e-3, "RandomLabel": 3e-4, "UGradSL": 1e-3}
+FIXED_BUDGET_LR = {"BoundaryExpanding": 5e-4, "BoundaryShrink": 5e-4, "GradientAscent": 1e-3, "RandomLabel": 3e-4}
 
 
 def per_seed(name: str, value: Callable[[int], float], seeds: Iterable[int] = SEEDS) -> list[float]:
